@@ -1,0 +1,188 @@
+//! Minimal cgroup-v2 management: create a cgroup, move processes into it,
+//! and tear it down (killing whatever is left inside).
+
+use std::fs;
+use std::io::{self, ErrorKind};
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// How long `kill_all` waits for killed processes to leave the cgroup.
+const KILL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Mount point of the cgroup2 (unified) hierarchy, read from
+/// /proc/self/mountinfo because hybrid hosts mount it somewhere other than
+/// /sys/fs/cgroup (e.g. /sys/fs/cgroup/unified).
+pub fn cgroup2_mount() -> io::Result<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    mountinfo
+        .lines()
+        .find_map(cgroup2_mountpoint)
+        .ok_or_else(|| io::Error::new(ErrorKind::NotFound, "no cgroup2 filesystem mounted"))
+}
+
+/// The mount point of one mountinfo line if its filesystem type is cgroup2.
+/// Format: `id parent maj:min root mountpoint opts [optional...] - fstype src superopts`.
+fn cgroup2_mountpoint(line: &str) -> Option<PathBuf> {
+    let (left, right) = line.split_once(" - ")?;
+    if right.split_whitespace().next()? != "cgroup2" {
+        return None;
+    }
+    let mountpoint = left.split_whitespace().nth(4)?;
+    Some(PathBuf::from(unescape_octal(mountpoint)))
+}
+
+/// Undo the kernel's `\ooo` escaping of spaces, tabs, newlines and
+/// backslashes in mountinfo paths.
+fn unescape_octal(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            let d = std::str::from_utf8(d).ok()?;
+            u8::from_str_radix(d, 8).ok()
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(c)) => {
+                out.push(c);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Create the cgroup directory. An existing directory is an error so two
+/// containers can never silently share a cgroup.
+pub fn create(path: &Path) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::create_dir(path)
+}
+
+/// Move process `pid` (and all its threads) into the cgroup.
+pub fn add_process(path: &Path, pid: u32) -> io::Result<()> {
+    fs::write(path.join("cgroup.procs"), pid.to_string())
+}
+
+/// The processes currently in the cgroup (not its descendants).
+pub fn processes(path: &Path) -> io::Result<Vec<u32>> {
+    let procs = fs::read_to_string(path.join("cgroup.procs"))?;
+    procs
+        .lines()
+        .map(|l| {
+            l.trim()
+                .parse()
+                .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))
+        })
+        .collect()
+}
+
+/// SIGKILL everything in the cgroup and its descendants, then wait until
+/// the cgroup is empty.
+pub fn kill_all(path: &Path) -> io::Result<()> {
+    let kill_file = path.join("cgroup.kill");
+    // cgroup.kill (5.14+) kills atomically, so processes forking while we
+    // kill cannot escape; the pid loop below is the fallback.
+    if kill_file.exists() {
+        fs::write(&kill_file, "1")?;
+    }
+    let deadline = Instant::now() + KILL_TIMEOUT;
+    while is_populated(path)? {
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                ErrorKind::TimedOut,
+                format!("processes still alive in {}", path.display()),
+            ));
+        }
+        if !kill_file.exists() {
+            kill_pids(path)?;
+        }
+        sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Whether any process is left in the cgroup or its descendants.
+fn is_populated(path: &Path) -> io::Result<bool> {
+    match fs::read_to_string(path.join("cgroup.events")) {
+        Ok(events) => Ok(events.lines().any(|l| l.trim() == "populated 1")),
+        // Without cgroup.events only the cgroup's own members are visible.
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(!processes(path)?.is_empty()),
+        Err(e) => Err(e),
+    }
+}
+
+fn kill_pids(path: &Path) -> io::Result<()> {
+    for pid in processes(path)? {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            continue;
+        };
+        // SAFETY: kill(2) has no memory-safety preconditions. ESRCH (already
+        // gone) is fine, so the result is ignored.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    Ok(())
+}
+
+/// Kill everything in the cgroup and remove it together with any child
+/// cgroups the container created. A missing cgroup is not an error.
+pub fn remove(path: &Path) -> io::Result<()> {
+    match kill_all(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    }
+    remove_dirs(path)
+}
+
+/// rmdir depth-first; cgroupfs only allows removing empty cgroups, and the
+/// control files inside vanish with the directory.
+fn remove_dirs(path: &Path) -> io::Result<()> {
+    let entries = match fs::read_dir(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_dirs(&entry.path())?;
+        }
+    }
+    match fs::remove_dir(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mountinfo_line() {
+        let line = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw";
+        assert_eq!(
+            cgroup2_mountpoint(line),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let tagged = "30 1 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw,nsdelegate";
+        assert_eq!(
+            cgroup2_mountpoint(tagged),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        let v1 = "35 31 0:30 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu";
+        assert_eq!(cgroup2_mountpoint(v1), None);
+    }
+
+    #[test]
+    fn unescapes_spaces() {
+        assert_eq!(unescape_octal(r"/a\040b\\c"), r"/a b\\c");
+        assert_eq!(unescape_octal(r"/a\134b"), r"/a\b");
+    }
+}

@@ -1,0 +1,64 @@
+//! Executors carry out plans. One per platform behind one trait: the Linux executor changes
+//! the kernel; the FreeBSD and Linux renderers only write the command lines a plan means
+//! (for `--dry-run` and for golden tests of the FreeBSD commands).
+
+use anyhow::Result;
+use kleene_plugin_api::{Check, Op};
+
+pub mod freebsd;
+#[cfg(target_os = "linux")]
+pub mod linux;
+pub mod render_linux;
+
+/// Something an executor learned while applying an operation, recorded in state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fact {
+    /// The kernel kind actually used for a link (e.g. `ifb` when `dummy` is missing).
+    LinkKind { name: String, kind: String },
+    /// A link the platform named itself (FreeBSD `epair0a` for a planned `kv...`).
+    LinkName { planned: String, actual: String },
+}
+
+pub trait Executor {
+    /// Verify a precondition without changing anything.
+    fn check(&mut self, check: &Check) -> Result<()>;
+    /// Carry out one operation.
+    fn apply(&mut self, op: &Op) -> Result<Vec<Fact>>;
+    /// Carry out an undo operation: like `apply`, but what is already gone counts as done,
+    /// so a rollback can be re-run after a crash.
+    fn undo(&mut self, op: &Op) -> Result<()>;
+    /// Called after the last operation of a plan (renderers flush pending commands here).
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// An executor that writes command lines instead of running them.
+pub trait Renderer: Executor {
+    /// The command lines rendered so far, in order.
+    fn lines(&self) -> &[String];
+}
+
+/// Which platform's commands a renderer writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Os {
+    Linux,
+    Freebsd,
+}
+
+impl Os {
+    pub fn current() -> Os {
+        if cfg!(target_os = "freebsd") {
+            Os::Freebsd
+        } else {
+            Os::Linux
+        }
+    }
+
+    pub fn renderer(self) -> Box<dyn Renderer> {
+        match self {
+            Os::Linux => Box::new(render_linux::LinuxRenderer::default()),
+            Os::Freebsd => Box::new(freebsd::FreeBsdRenderer::default()),
+        }
+    }
+}

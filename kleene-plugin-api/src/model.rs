@@ -1,0 +1,180 @@
+//! The state objects a plugin sees: networks, endpoints, containers.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// An address with a prefix length, e.g. `10.0.0.0/24` or `fd00::/64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn max_prefix(addr: IpAddr) -> u8 {
+        if addr.is_ipv4() {
+            32
+        } else {
+            128
+        }
+    }
+
+    /// The network address (host bits cleared).
+    pub fn network(&self) -> IpAddr {
+        from_bits(self.addr, to_bits(self.addr) & self.mask())
+    }
+
+    /// Whether `ip` lies inside this block (same family, same network bits).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.addr.is_ipv4() && (to_bits(ip) & self.mask()) == (to_bits(self.addr) & self.mask())
+    }
+
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        self.addr.is_ipv4() == other.addr.is_ipv4()
+            && (self.contains(other.network()) || other.contains(self.network()))
+    }
+
+    fn mask(&self) -> u128 {
+        let width = Self::max_prefix(self.addr) as u32;
+        let all = if width == 32 { u32::MAX as u128 } else { u128::MAX };
+        if self.prefix == 0 {
+            0
+        } else {
+            all & !((1u128 << (width - self.prefix as u32)) - 1)
+        }
+    }
+}
+
+/// An address as an integer (IPv4 in the low 32 bits), for range arithmetic.
+pub fn to_bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a) as u128,
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The inverse of [`to_bits`] for the family of `like`.
+pub fn from_bits(like: IpAddr, bits: u128) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4((bits as u32).into()),
+        IpAddr::V6(_) => IpAddr::V6(bits.into()),
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = s.split_once('/').ok_or_else(|| format!("could not parse cidr block: {s:?}"))?;
+        let addr: IpAddr = addr.parse().map_err(|_| format!("could not parse cidr block: {s:?}"))?;
+        let prefix: u8 = prefix.parse().map_err(|_| format!("could not parse cidr block: {s:?}"))?;
+        if prefix > Self::max_prefix(addr) {
+            return Err(format!("could not parse cidr block: {s:?}"));
+        }
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A network as stored by the host. `kind` is the network-type plugin's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub interface: String,
+    pub subnet: Option<Cidr>,
+    pub subnet6: Option<Cidr>,
+    /// The IPv4 default gateway of vnet containers, if any.
+    pub gateway: Option<IpAddr>,
+    /// The gateway was `auto`: the host side of the network holds it.
+    #[serde(default)]
+    pub gateway_auto: bool,
+    pub gateway6: Option<IpAddr>,
+    #[serde(default)]
+    pub gateway6_auto: bool,
+    /// Interface outbound traffic is NATed to; empty = no NAT.
+    pub nat: String,
+    pub icc: bool,
+    pub internal: bool,
+}
+
+/// A container's membership in a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    pub network_id: String,
+    pub container_id: String,
+    /// Host-side interface of a vnet container's pair, while running.
+    pub epair: Option<String>,
+    /// The container-side interface name of a vnet pair (e.g. `eth0`), while running.
+    #[serde(default)]
+    pub interface: Option<String>,
+    pub ip_address: Option<IpAddr>,
+    pub ip_address6: Option<IpAddr>,
+}
+
+impl Endpoint {
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.ip_address.iter().chain(self.ip_address6.iter()).copied()
+    }
+}
+
+/// A container's network sandbox. `driver` is the driver plugin's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub running: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parse_and_contains() {
+        let c: Cidr = "10.1.2.3/16".parse().unwrap();
+        assert_eq!(c.network().to_string(), "10.1.0.0");
+        assert!(c.contains("10.1.255.255".parse().unwrap()));
+        assert!(!c.contains("10.2.0.0".parse().unwrap()));
+        assert!(!c.contains("::1".parse().unwrap()));
+        let v6: Cidr = "fd00:1::/64".parse().unwrap();
+        assert!(v6.contains("fd00:1::ffff".parse().unwrap()));
+        assert!(!v6.contains("fd00:2::1".parse().unwrap()));
+        assert!("172.18.0.0-16".parse::<Cidr>().is_err());
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        let zero: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(zero.contains("1.2.3.4".parse().unwrap()));
+    }
+
+    #[test]
+    fn cidr_overlap() {
+        let a: Cidr = "10.0.0.0/16".parse().unwrap();
+        let b: Cidr = "10.0.5.0/24".parse().unwrap();
+        let c: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(a.overlaps(&b) && b.overlaps(&a));
+        assert!(!a.overlaps(&c));
+    }
+}

@@ -1,0 +1,218 @@
+//! The operation vocabulary: what a plan may ask the host to do.
+//!
+//! Every variant is serialised with an `op` tag. New variants may be appended in minor API
+//! versions; a host that does not know one refuses the plan with the tag's name.
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// What kind of interface a network owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    /// An address-holding interface with no wire: FreeBSD `lo`, Linux `dummy` (or `ifb`).
+    Loopback,
+    /// A learning bridge: FreeBSD `if_bridge`, Linux `bridge`.
+    Bridge,
+}
+
+/// How a container's sandbox relates to the host's network stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stack {
+    /// Shares the host stack and every address (jail `ip4=inherit`).
+    Host,
+    /// Shares the host stack, restricted to its own addresses (jail `ip4.addr`).
+    Restricted,
+    /// A network stack of its own (vnet jail, Linux network namespace).
+    Private,
+    /// No networking at all (jail `ip4=disable`, empty namespace).
+    Disabled,
+}
+
+/// A precondition checked for every step before any step runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "check", rename_all = "snake_case")]
+pub enum Check {
+    /// The interface must exist (custom networks).
+    LinkExists { name: String },
+    /// The interface must not exist yet (kleene never takes over a foreign interface).
+    LinkAbsent { name: String },
+}
+
+/// One host operation. `netns`/`sandbox` fields name a container by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    CreateLink { name: String, kind: LinkKind },
+    DeleteLink { name: String, kind: LinkKind },
+    SetLinkUp { name: String, sandbox: Option<String> },
+    SetLinkDown { name: String, sandbox: Option<String> },
+    AddAddress { link: String, address: IpAddr, prefix: u8, sandbox: Option<String> },
+    RemoveAddress { link: String, address: IpAddr, prefix: u8, sandbox: Option<String> },
+    /// A point-to-point pair: `host` stays on the host, `peer` is created inside `sandbox`.
+    CreatePair { host: String, peer: String, sandbox: String },
+    DeletePair { host: String, peer: String, sandbox: String },
+    AttachToBridge { bridge: String, member: String },
+    DetachFromBridge { bridge: String, member: String },
+    AddDefaultRoute { gateway: IpAddr, sandbox: String },
+    RemoveDefaultRoute { gateway: IpAddr, sandbox: String },
+    CreateSandbox { sandbox: String, stack: Stack },
+    DestroySandbox { sandbox: String, stack: Stack },
+    /// Limit a `Restricted` sandbox to exactly these addresses (replaces the previous set).
+    RestrictAddresses { sandbox: String, addresses: Vec<IpAddr> },
+}
+
+impl Op {
+    /// The operation that reverses this one, where one exists.
+    pub fn inverse(&self) -> Option<Op> {
+        use Op::*;
+        Some(match self.clone() {
+            CreateLink { name, kind } => DeleteLink { name, kind },
+            DeleteLink { name, kind } => CreateLink { name, kind },
+            SetLinkUp { name, sandbox } => SetLinkDown { name, sandbox },
+            SetLinkDown { name, sandbox } => SetLinkUp { name, sandbox },
+            AddAddress { link, address, prefix, sandbox } => RemoveAddress { link, address, prefix, sandbox },
+            RemoveAddress { link, address, prefix, sandbox } => AddAddress { link, address, prefix, sandbox },
+            CreatePair { host, peer, sandbox } => DeletePair { host, peer, sandbox },
+            DeletePair { host, peer, sandbox } => CreatePair { host, peer, sandbox },
+            AttachToBridge { bridge, member } => DetachFromBridge { bridge, member },
+            DetachFromBridge { bridge, member } => AttachToBridge { bridge, member },
+            AddDefaultRoute { gateway, sandbox } => RemoveDefaultRoute { gateway, sandbox },
+            RemoveDefaultRoute { gateway, sandbox } => AddDefaultRoute { gateway, sandbox },
+            CreateSandbox { sandbox, stack } => DestroySandbox { sandbox, stack },
+            DestroySandbox { sandbox, stack } => CreateSandbox { sandbox, stack },
+            // The previous address set is only known to the planner: it supplies the undo.
+            RestrictAddresses { .. } => return None,
+        })
+    }
+
+    /// The `op` tag, for messages.
+    pub fn name(&self) -> &'static str {
+        use Op::*;
+        match self {
+            CreateLink { .. } => "create_link",
+            DeleteLink { .. } => "delete_link",
+            SetLinkUp { .. } => "set_link_up",
+            SetLinkDown { .. } => "set_link_down",
+            AddAddress { .. } => "add_address",
+            RemoveAddress { .. } => "remove_address",
+            CreatePair { .. } => "create_pair",
+            DeletePair { .. } => "delete_pair",
+            AttachToBridge { .. } => "attach_to_bridge",
+            DetachFromBridge { .. } => "detach_from_bridge",
+            AddDefaultRoute { .. } => "add_default_route",
+            RemoveDefaultRoute { .. } => "remove_default_route",
+            CreateSandbox { .. } => "create_sandbox",
+            DestroySandbox { .. } => "destroy_sandbox",
+            RestrictAddresses { .. } => "restrict_addresses",
+        }
+    }
+}
+
+/// An operation and what undoes it (run in reverse order on failure).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub op: Op,
+    #[serde(default)]
+    pub undo: Vec<Op>,
+}
+
+/// What a plugin asks the host to do for one call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn new() -> Plan {
+        Plan::default()
+    }
+
+    pub fn check(&mut self, check: Check) -> &mut Self {
+        self.checks.push(check);
+        self
+    }
+
+    /// Append `op` with its natural inverse as undo.
+    pub fn push(&mut self, op: Op) -> &mut Self {
+        let undo = op.inverse().into_iter().collect();
+        self.steps.push(Step { op, undo });
+        self
+    }
+
+    /// Append `op` with an explicit undo (for operations without a natural inverse).
+    pub fn push_with_undo(&mut self, op: Op, undo: Vec<Op>) -> &mut Self {
+        self.steps.push(Step { op, undo });
+        self
+    }
+
+    pub fn extend(&mut self, other: Plan) -> &mut Self {
+        self.checks.extend(other.checks);
+        self.steps.extend(other.steps);
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.checks.is_empty() && self.steps.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inverse_is_an_involution() {
+        let ops = [
+            Op::CreateLink { name: "kleene0".into(), kind: LinkKind::Bridge },
+            Op::AddAddress { link: "kleene0".into(), address: "10.0.0.1".parse().unwrap(), prefix: 24, sandbox: None },
+            Op::CreatePair { host: "kv1".into(), peer: "eth0".into(), sandbox: "abc".into() },
+            Op::CreateSandbox { sandbox: "abc".into(), stack: Stack::Private },
+            Op::AddDefaultRoute { gateway: "fd00::1".parse().unwrap(), sandbox: "abc".into() },
+        ];
+        for op in ops {
+            let inv = op.inverse().unwrap();
+            assert_ne!(inv, op);
+            assert_eq!(inv.inverse().unwrap(), op);
+        }
+    }
+
+    #[test]
+    fn ops_serialise_with_their_tag() {
+        let op = Op::SetLinkUp { name: "kleene0".into(), sandbox: None };
+        let json = serde_json::to_string(&op).unwrap();
+        assert!(json.contains(r#""op":"set_link_up""#), "{json}");
+        assert_eq!(op.name(), "set_link_up");
+        let back: Op = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, op);
+    }
+
+    #[test]
+    fn push_records_the_inverse() {
+        let mut plan = Plan::new();
+        plan.push(Op::CreateLink { name: "x".into(), kind: LinkKind::Loopback });
+        assert_eq!(plan.steps[0].undo, vec![Op::DeleteLink { name: "x".into(), kind: LinkKind::Loopback }]);
+    }
+}
+
+impl Plan {
+    /// The whole policy of a driver that cannot join networks: build the sandbox on start,
+    /// tear it down on stop, refuse everything else.
+    pub fn sandbox_only(call: &crate::Call, stack: Stack, plugin: &str) -> Result<Plan, crate::PluginError> {
+        let mut plan = Plan::new();
+        match call {
+            crate::Call::ContainerStart { container, .. } => {
+                plan.push(Op::CreateSandbox { sandbox: container.id.clone(), stack });
+            }
+            crate::Call::ContainerStop { container, .. } => {
+                plan.push(Op::DestroySandbox { sandbox: container.id.clone(), stack });
+            }
+            other => return Err(other.unsupported(plugin)),
+        }
+        Ok(plan)
+    }
+}

@@ -1,0 +1,83 @@
+//! IPnet driver: the container shares the host's stack but may only use its own addresses
+//! (jail `ip4.addr`). Each address is a /32 or /128 alias on its network's interface; the
+//! host restricts the sandbox to exactly the set of addresses of all its endpoints.
+
+use kleene_plugin_api::{Attachment, Call, Host, Level, Op, Plan, Plugin, PluginError, PluginInfo, Stack};
+use std::net::IpAddr;
+
+#[derive(Default)]
+pub struct Ipnet;
+
+fn alias_ops(a: &Attachment, add: bool) -> impl Iterator<Item = Op> + '_ {
+    a.endpoint.addresses().map(move |address| {
+        let (link, prefix, sandbox) = (a.network.interface.clone(), if address.is_ipv4() { 32 } else { 128 }, None);
+        if add {
+            Op::AddAddress { link, address, prefix, sandbox }
+        } else {
+            Op::RemoveAddress { link, address, prefix, sandbox }
+        }
+    })
+}
+
+fn addresses<'a>(attachments: impl IntoIterator<Item = &'a Attachment>) -> Vec<IpAddr> {
+    attachments.into_iter().flat_map(|a| a.endpoint.addresses()).collect()
+}
+
+impl Plugin for Ipnet {
+    fn info(&self) -> PluginInfo {
+        PluginInfo::driver(
+            "ipnet",
+            env!("CARGO_PKG_VERSION"),
+            "the host's network stack, restricted to the container's own addresses",
+            &["loopback", "bridge", "custom"],
+        )
+    }
+
+    fn plan(&self, call: &Call, host: &Host<'_>) -> Result<Plan, PluginError> {
+        let mut plan = Plan::new();
+        match call {
+            Call::ContainerStart { container, attachments } => {
+                let sandbox = container.id.clone();
+                plan.push(Op::CreateSandbox { sandbox: sandbox.clone(), stack: Stack::Restricted });
+                attachments.iter().flat_map(|a| alias_ops(a, true)).for_each(|op| {
+                    plan.push(op);
+                });
+                let addresses = addresses(attachments);
+                host.log(Level::Debug, format_args!("container {} restricted to {addresses:?}", container.name));
+                // Destroying the sandbox drops the restriction, so this step needs no undo.
+                plan.push_with_undo(Op::RestrictAddresses { sandbox, addresses }, vec![]);
+            }
+            Call::ContainerStop { container, attachments } => {
+                attachments.iter().flat_map(|a| alias_ops(a, false)).for_each(|op| {
+                    plan.push(op);
+                });
+                plan.push(Op::DestroySandbox { sandbox: container.id.clone(), stack: Stack::Restricted });
+            }
+            Call::ContainerConnect { container, attachment, others } if container.running => {
+                let before = addresses(others);
+                let after = addresses(others.iter().chain([attachment]));
+                alias_ops(attachment, true).for_each(|op| {
+                    plan.push(op);
+                });
+                let sandbox = container.id.clone();
+                let undo = vec![Op::RestrictAddresses { sandbox: sandbox.clone(), addresses: before }];
+                plan.push_with_undo(Op::RestrictAddresses { sandbox, addresses: after }, undo);
+            }
+            Call::ContainerDisconnect { container, attachment, others } if container.running => {
+                let before = addresses(others.iter().chain([attachment]));
+                let sandbox = container.id.clone();
+                let undo = vec![Op::RestrictAddresses { sandbox: sandbox.clone(), addresses: before }];
+                plan.push_with_undo(Op::RestrictAddresses { sandbox, addresses: addresses(others) }, undo);
+                alias_ops(attachment, false).for_each(|op| {
+                    plan.push(op);
+                });
+            }
+            // A stopped container only changes state; its sandbox is built at start.
+            Call::ContainerConnect { .. } | Call::ContainerDisconnect { .. } => {}
+            other => return Err(other.unsupported("ipnet")),
+        }
+        Ok(plan)
+    }
+}
+
+kleene_plugin_api::export_plugin!(Ipnet);
