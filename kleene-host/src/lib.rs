@@ -1,1 +1,10 @@
+//! kleene: container networking in the style of Kleene, as a plugin host.
+//! Plugins plan; this crate validates, journals and executes their plans.
+
+pub mod cli;
+pub mod commands;
+pub mod engine;
 pub mod executor;
+pub mod loader;
+pub mod logging;
+pub mod state;

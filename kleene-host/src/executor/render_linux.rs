@@ -1,0 +1,126 @@
+//! The Linux renderer: each operation as the iproute2 command line that means it, for
+//! `--dry-run`. The real Linux executor uses netlink, cgroup2 and BPF directly; these lines
+//! show what it does, not how.
+
+use super::{Executor, Fact, Renderer};
+use anyhow::Result;
+use kleene_plugin_api::{Check, LinkKind, Op, Stack};
+use std::net::IpAddr;
+
+#[derive(Default)]
+pub struct LinuxRenderer {
+    lines: Vec<String>,
+}
+
+impl LinuxRenderer {
+    fn run(&mut self, line: String) {
+        self.lines.push(line);
+    }
+
+    fn render(&mut self, op: &Op) {
+        match op {
+            Op::CreateLink { name, kind } => self.run(format!("ip link add {name} type {}", link_type(*kind))),
+            Op::DeleteLink { name, .. } => self.run(format!("ip link del {name}")),
+            Op::SetLinkUp { name, sandbox } => self.run(format!("{} link set {name} up", ip(sandbox))),
+            Op::SetLinkDown { name, sandbox } => self.run(format!("{} link set {name} down", ip(sandbox))),
+            Op::AddAddress { link, address, prefix, sandbox } => {
+                self.run(format!("{} addr add {address}/{prefix} dev {link}", ip(sandbox)));
+            }
+            Op::RemoveAddress { link, address, prefix, sandbox } => {
+                self.run(format!("{} addr del {address}/{prefix} dev {link}", ip(sandbox)));
+            }
+            Op::CreatePair { host, peer, sandbox } => {
+                self.run(format!("ip link add {host} type veth peer name {peer} netns {sandbox}"));
+            }
+            // Deleting one end of a veth pair deletes both.
+            Op::DeletePair { host, .. } => self.run(format!("ip link del {host}")),
+            Op::AttachToBridge { bridge, member } => self.run(format!("ip link set {member} master {bridge}")),
+            Op::DetachFromBridge { member, .. } => self.run(format!("ip link set {member} nomaster")),
+            Op::AddDefaultRoute { gateway, sandbox } => {
+                self.run(format!("ip -n {sandbox} {} route add default via {gateway}", family(*gateway)));
+            }
+            Op::RemoveDefaultRoute { gateway, sandbox } => {
+                self.run(format!("ip -n {sandbox} {} route del default via {gateway}", family(*gateway)));
+            }
+            Op::CreateSandbox { sandbox, stack } => self.create_sandbox(sandbox, *stack),
+            Op::DestroySandbox { sandbox, stack } => self.destroy_sandbox(sandbox, *stack),
+            Op::RestrictAddresses { sandbox, addresses } => self.run(restrict_line(sandbox, addresses)),
+        }
+    }
+
+    /// Every sandbox has a cgroup (it tracks the container's processes); private and
+    /// disabled stacks also get a network namespace.
+    fn create_sandbox(&mut self, sandbox: &str, stack: Stack) {
+        self.run(format!("mkdir <cgroup2>/kleene/{sandbox}"));
+        if has_netns(stack) {
+            self.run(format!("ip netns add {sandbox}"));
+        }
+    }
+
+    fn destroy_sandbox(&mut self, sandbox: &str, stack: Stack) {
+        if has_netns(stack) {
+            self.run(format!("ip netns del {sandbox}"));
+        }
+        self.run(format!("rmdir <cgroup2>/kleene/{sandbox}"));
+    }
+}
+
+impl Executor for LinuxRenderer {
+    fn check(&mut self, _check: &Check) -> Result<()> {
+        // Checks ask the live system; there is no command line that means them.
+        Ok(())
+    }
+
+    fn apply(&mut self, op: &Op) -> Result<Vec<Fact>> {
+        self.render(op);
+        Ok(vec![])
+    }
+
+    fn undo(&mut self, op: &Op) -> Result<()> {
+        self.render(op);
+        Ok(())
+    }
+}
+
+impl Renderer for LinuxRenderer {
+    fn lines(&self) -> &[String] {
+        &self.lines
+    }
+}
+
+/// The iproute2 link type. A loopback network is a `dummy`; the real executor falls back
+/// to `ifb` where the dummy module is missing (and records that as a fact).
+fn link_type(kind: LinkKind) -> &'static str {
+    match kind {
+        LinkKind::Loopback => "dummy",
+        LinkKind::Bridge => "bridge",
+    }
+}
+
+fn has_netns(stack: Stack) -> bool {
+    matches!(stack, Stack::Private | Stack::Disabled)
+}
+
+/// `ip`, or `ip -n <sandbox>` for an operation inside a sandbox.
+fn ip(sandbox: &Option<String>) -> String {
+    match sandbox {
+        Some(sandbox) => format!("ip -n {sandbox}"),
+        None => "ip".into(),
+    }
+}
+
+fn family(address: IpAddr) -> &'static str {
+    if address.is_ipv4() {
+        "-4"
+    } else {
+        "-6"
+    }
+}
+
+/// The address restriction is BPF attached to the sandbox's cgroup: no command line exists,
+/// so it is shown as a shell comment.
+fn restrict_line(sandbox: &str, addresses: &[IpAddr]) -> String {
+    let list: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+    let list = if list.is_empty() { "no addresses".to_string() } else { list.join(", ") };
+    format!("# restrict {sandbox} to {list} (cgroup BPF)")
+}

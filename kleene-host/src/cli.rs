@@ -1,0 +1,200 @@
+//! The command line, as clap types. Option names mirror Kleene's `klee`.
+
+use crate::executor::Os;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "kleene", version, about = "Container networking in the style of Kleene, as a plugin host")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Directories searched for plugins first, colon-separated.
+    #[arg(long, global = true, env = "KLEENE_PLUGIN_PATH", value_name = "DIRS")]
+    pub plugin_path: Option<String>,
+    /// Where kleene keeps its state database.
+    #[arg(long, global = true, env = "KLEENE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Where kleene keeps runtime files (network namespaces of containers).
+    #[arg(long, global = true, env = "KLEENE_RUN_DIR", value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// More output: -v shows plugin and host events, -vv traces every operation.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log filter in tracing's syntax (overrides -v).
+    #[arg(long, global = true, env = "KLEENE_LOG", value_name = "FILTER", hide = true)]
+    pub log: Option<String>,
+    /// Print the plan instead of changing anything.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// With --dry-run: render the plan as this platform's commands.
+    #[arg(long, global = true, value_enum, requires = "dry_run")]
+    pub os: Option<Os>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List and inspect plugins.
+    #[command(subcommand)]
+    Plugin(PluginCmd),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Manage containers' network sandboxes.
+    #[command(subcommand)]
+    Container(ContainerCmd),
+    /// Host-wide maintenance.
+    #[command(subcommand)]
+    System(SystemCmd),
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    Manpage,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCmd {
+    /// List every plugin found, including broken and shadowed files.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one plugin's metadata.
+    Inspect {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCmd {
+    /// Create a network and print its id.
+    Create(NetworkCreate),
+    /// List networks.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a network, its endpoints and address usage.
+    Inspect {
+        network: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove networks (connected containers are disconnected first).
+    Rm {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove every network without endpoints.
+    Prune {
+        /// Do not ask for confirmation (kleene never asks; accepted for klee compatibility).
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Connect a container to a network.
+    Connect {
+        #[arg(long)]
+        ip: Option<String>,
+        #[arg(long)]
+        ip6: Option<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network.
+    Disconnect { network: String, container: String },
+}
+
+#[derive(Args, Debug)]
+pub struct NetworkCreate {
+    /// Network type: the name of a network-type plugin.
+    #[arg(short = 't', long = "type", default_value = "loopback")]
+    pub kind: String,
+    /// Interface name (default: the lowest free kleene<N>).
+    #[arg(short, long)]
+    pub interface: Option<String>,
+    #[arg(long)]
+    pub subnet: Option<String>,
+    #[arg(long)]
+    pub subnet6: Option<String>,
+    /// IPv4 gateway: auto, none or an address (bridge networks).
+    #[arg(long = "gw")]
+    pub gw: Option<String>,
+    /// IPv6 gateway: auto, none or an address (bridge networks).
+    #[arg(long = "gw6")]
+    pub gw6: Option<String>,
+    /// Interface outbound traffic is NATed to (default: the default-route interface).
+    #[arg(long, conflicts_with = "no_nat")]
+    pub nat_if: Option<String>,
+    /// No NAT for this network.
+    #[arg(long)]
+    pub no_nat: bool,
+    /// Containers of this network may not talk to each other.
+    #[arg(long)]
+    pub no_icc: bool,
+    /// Nothing leaves the network.
+    #[arg(long)]
+    pub internal: bool,
+    pub name: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCmd {
+    /// Create a container (stopped) and print its id.
+    Create {
+        /// Network driver: the name of a driver plugin (default: host, or ipnet with --network).
+        #[arg(short = 'l', long)]
+        driver: Option<String>,
+        #[arg(short, long)]
+        network: Option<String>,
+        #[arg(long)]
+        ip: Option<String>,
+        #[arg(long)]
+        ip6: Option<String>,
+        name: String,
+    },
+    /// Build the container's sandbox.
+    Start { container: String },
+    /// Stop every process of the container and tear its sandbox down.
+    Stop { container: String },
+    /// Remove containers.
+    Rm {
+        /// Stop running containers first.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers (running only, unless -a).
+    Ls {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a container and its endpoints.
+    Inspect {
+        container: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command inside a running container's network context.
+    Exec {
+        container: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCmd {
+    /// Finish any interrupted operation and re-apply host state.
+    Reconcile,
+}

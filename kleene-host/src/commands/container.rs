@@ -1,0 +1,198 @@
+//! `kleene container ...`: create, start, stop, rm, ls, inspect, exec.
+
+use super::attach::{self, attachments, check_matrix, new_endpoint, planned_links, record_endpoint};
+use super::output::{endpoint_json, print_table};
+use super::{apply, validate_name, Ctx};
+use crate::executor::Fact;
+use crate::state::{self, State};
+use anyhow::{bail, Result};
+use kleene_plugin_api::{Call, Container, PluginKind};
+use serde_json::json;
+
+pub struct CreateArgs<'a> {
+    pub name: &'a str,
+    pub driver: Option<&'a str>,
+    pub network: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub ip6: Option<&'a str>,
+}
+
+pub fn create(ctx: &mut Ctx, args: CreateArgs<'_>) -> Result<()> {
+    validate_name("container", args.name)?;
+    // klee's defaults: no network -> host; a network -> ipnet.
+    let driver = args.driver.unwrap_or(if args.network.is_some() { "ipnet" } else { "host" });
+    ctx.plugin(driver, PluginKind::Driver)?;
+    let mut state = ctx.state()?;
+    let session = ctx.begin(&state)?;
+    if state::resolve(&state.db, "containers", "container", args.name).is_ok_and(|id| {
+        state::container_by_id(&state.db, &id).is_ok_and(|c| c.name == args.name)
+    }) {
+        bail!("container name is already taken");
+    }
+    let container = Container { id: state::new_id(), name: args.name.to_string(), driver: driver.to_string(), running: false };
+    let endpoint = match args.network {
+        None => None,
+        Some(net) => {
+            let id = state::resolve(&state.db, "networks", "network", net)?;
+            let row = state::network_by_id(&state.db, &id)?;
+            check_matrix(ctx, driver, &row.network)?;
+            Some(new_endpoint(&state.db, &row.network, &container.id, args.ip, args.ip6)?)
+        }
+    };
+    let plan = kleene_plugin_api::Plan::new();
+    apply(ctx, &mut state, session, &format!("container create {}", container.name), &plan, |tx, _| {
+        state::insert_container(tx, &container)?;
+        endpoint.iter().try_for_each(|ep| record_endpoint(tx, ep))
+    })?;
+    if !ctx.global.dry_run {
+        println!("{}", container.id);
+    }
+    Ok(())
+}
+
+fn find(state: &State, ident: &str) -> Result<Container> {
+    let id = state::resolve(&state.db, "containers", "container", ident)?;
+    state::container_by_id(&state.db, &id)
+}
+
+pub fn start(ctx: &mut Ctx, ident: &str) -> Result<()> {
+    let mut state = ctx.state()?;
+    let session = ctx.begin(&state)?;
+    let container = find(&state, ident)?;
+    if container.running {
+        bail!("container {} is already running", container.name);
+    }
+    let mut attachments = attachments(&state.db, &container.id)?;
+    let driver = ctx.plugin(&container.driver, PluginKind::Driver)?;
+    let running = Container { running: true, ..container.clone() };
+    let plan = driver.plan(&Call::ContainerStart { container: running, attachments: attachments.clone() })?;
+    for a in &mut attachments {
+        if let Some((host, peer)) = planned_links(&plan, &a.network) {
+            a.endpoint.epair = Some(host);
+            a.endpoint.interface = Some(peer);
+        }
+    }
+    apply(ctx, &mut state, session, &format!("container start {}", container.name), &plan, |tx, facts| {
+        state::set_running(tx, &container.id, true)?;
+        for a in &mut attachments {
+            rename_links(&mut a.endpoint, facts);
+            state::update_endpoint_links(tx, &a.endpoint)?;
+        }
+        Ok(())
+    })
+}
+
+/// Record names the platform chose itself (FreeBSD's `epairNa`).
+fn rename_links(ep: &mut kleene_plugin_api::Endpoint, facts: &[Fact]) {
+    for f in facts {
+        if let Fact::LinkName { planned, actual } = f {
+            for name in [&mut ep.epair, &mut ep.interface].into_iter().flatten() {
+                if name == planned {
+                    *name = actual.clone();
+                }
+            }
+        }
+    }
+}
+
+pub fn stop(ctx: &mut Ctx, ident: &str) -> Result<()> {
+    let mut state = ctx.state()?;
+    let session = ctx.begin(&state)?;
+    let container = find(&state, ident)?;
+    if !container.running {
+        bail!("container {} is not running", container.name);
+    }
+    stop_running(ctx, &mut state, session, container)
+}
+
+fn stop_running(
+    ctx: &mut Ctx,
+    state: &mut State,
+    session: Option<(state::HostLock, Box<dyn crate::executor::Executor>)>,
+    container: Container,
+) -> Result<()> {
+    let attachments = attachments(&state.db, &container.id)?;
+    let driver = ctx.plugin(&container.driver, PluginKind::Driver)?;
+    let plan = driver.plan(&Call::ContainerStop { container: container.clone(), attachments: attachments.clone() })?;
+    apply(ctx, state, session, &format!("container stop {}", container.name), &plan, |tx, _| {
+        state::set_running(tx, &container.id, false)?;
+        for a in &attachments {
+            let cleared = kleene_plugin_api::Endpoint { epair: None, interface: None, ..a.endpoint.clone() };
+            state::update_endpoint_links(tx, &cleared)?;
+        }
+        Ok(())
+    })
+}
+
+pub fn rm(ctx: &mut Ctx, idents: &[String], force: bool) -> Result<()> {
+    for ident in idents {
+        let mut state = ctx.state()?;
+        let container = find(&state, ident)?;
+        if container.running {
+            if !force {
+                bail!("container {} is running: stop it first or use rm -f", container.name);
+            }
+            let session = ctx.begin(&state)?;
+            stop_running(ctx, &mut state, session, container.clone())?;
+        }
+        let session = ctx.begin(&state)?;
+        let endpoints = state::endpoints_where(&state.db, "container_id", &container.id)?;
+        let plan = kleene_plugin_api::Plan::new();
+        apply(ctx, &mut state, session, &format!("container rm {}", container.name), &plan, |tx, _| {
+            endpoints.iter().try_for_each(|ep| attach::forget_endpoint(tx, ep))?;
+            state::delete_container(tx, &container.id)
+        })?;
+        if !ctx.global.dry_run {
+            println!("{}", container.id);
+        }
+    }
+    Ok(())
+}
+
+pub fn ls(ctx: &Ctx, all: bool, json: bool) -> Result<()> {
+    let state = ctx.state()?;
+    let list: Vec<Container> = state::containers(&state.db)?.into_iter().filter(|c| all || c.running).collect();
+    if json {
+        let docs: Vec<_> = list.iter().map(container_json).collect();
+        println!("{}", serde_json::to_string_pretty(&docs)?);
+        return Ok(());
+    }
+    let rows = list.iter().map(|c| {
+        vec![c.id.clone(), c.name.clone(), c.driver.clone(), if c.running { "running" } else { "stopped" }.to_string()]
+    });
+    print_table(&["CONTAINER ID", "NAME", "DRIVER", "STATUS"], rows);
+    Ok(())
+}
+
+fn container_json(c: &Container) -> serde_json::Value {
+    json!({"id": c.id, "name": c.name, "network_driver": c.driver, "running": c.running})
+}
+
+pub fn inspect(ctx: &Ctx, ident: &str) -> Result<()> {
+    let state = ctx.state()?;
+    let c = find(&state, ident)?;
+    let endpoints = state::endpoints_where(&state.db, "container_id", &c.id)?;
+    let doc = json!({
+        "container": container_json(&c),
+        "container_endpoints": endpoints.iter().map(endpoint_json).collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
+pub fn exec(ctx: &Ctx, ident: &str, command: &[String]) -> Result<i32> {
+    let state = ctx.state()?;
+    let c = find(&state, ident)?;
+    if !c.running {
+        bail!("container {} is not running: start it first", c.name);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        crate::executor::linux::spawn::run(&ctx.run_dir, &c.id, command)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = command;
+        bail!("container exec is only implemented on Linux")
+    }
+}

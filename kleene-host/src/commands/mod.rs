@@ -1,0 +1,99 @@
+//! One module per command group. Every mutating command validates fully, asks the plugin for
+//! a plan, and hands it to the engine (or, with --dry-run, to a renderer).
+
+pub mod attach;
+pub mod container;
+pub mod network;
+pub mod output;
+pub mod plugin;
+
+use crate::cli::Global;
+use crate::engine;
+use crate::executor::{Executor, Fact, Os};
+use crate::loader::{Plugin, Registry};
+use crate::state::{HostLock, State};
+use anyhow::{bail, Result};
+use kleene_plugin_api::{Plan, PluginKind};
+use rusqlite::Transaction;
+use std::path::PathBuf;
+
+pub struct Ctx {
+    pub global: Global,
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    registry: Option<Registry>,
+}
+
+impl Ctx {
+    pub fn new(global: Global) -> Ctx {
+        let (state_default, run_default) =
+            if cfg!(target_os = "freebsd") { ("/var/db/kleene", "/var/run/kleene") } else { ("/var/lib/kleene", "/run/kleene") };
+        let state_dir = global.state_dir.clone().unwrap_or_else(|| state_default.into());
+        let run_dir = global.run_dir.clone().unwrap_or_else(|| run_default.into());
+        Ctx { global, state_dir, run_dir, registry: None }
+    }
+
+    pub fn registry(&mut self) -> &Registry {
+        let path = self.global.plugin_path.clone();
+        self.registry.get_or_insert_with(|| Registry::discover(path.as_deref()))
+    }
+
+    pub fn plugin(&mut self, name: &str, kind: PluginKind) -> Result<Plugin> {
+        self.registry().load(name, kind)
+    }
+
+    pub fn state(&self) -> Result<State> {
+        State::open(&self.state_dir)
+    }
+
+    /// The executor that changes this host.
+    pub fn executor(&self) -> Result<Box<dyn Executor>> {
+        #[cfg(target_os = "linux")]
+        {
+            Ok(Box::new(crate::executor::linux::LinuxExecutor::new(&self.run_dir)))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            bail!("this build of kleene only renders plans here: use --dry-run")
+        }
+    }
+
+    /// Begin a mutating command: the host lock, after finishing any interrupted rollback.
+    /// Returns None under --dry-run, which changes nothing and takes no lock.
+    pub fn begin(&self, state: &State) -> Result<Option<(HostLock, Box<dyn Executor>)>> {
+        if self.global.dry_run {
+            return Ok(None);
+        }
+        let mut exec = self.executor()?;
+        let lock = engine::lock_and_recover(state, &self.state_dir, exec.as_mut())?;
+        Ok(Some((lock, exec)))
+    }
+}
+
+/// Execute `plan` (or render it under --dry-run) and commit through `commit`.
+pub fn apply(
+    ctx: &Ctx,
+    state: &mut State,
+    session: Option<(HostLock, Box<dyn Executor>)>,
+    what: &str,
+    plan: &Plan,
+    commit: impl FnOnce(&Transaction<'_>, &[Fact]) -> Result<()>,
+) -> Result<()> {
+    match session {
+        None => {
+            let mut renderer = ctx.global.os.unwrap_or_else(Os::current).renderer();
+            engine::render(renderer.as_mut(), plan)
+        }
+        Some((_lock, mut exec)) => engine::run(state, exec.as_mut(), what, plan, commit),
+    }
+}
+
+/// Names: what Docker and Kleene accept, so they are safe in every message and file name.
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_rest = name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok_first || !ok_rest || name.len() > 64 {
+        bail!("invalid {what} name '{name}': use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit");
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! Runs plans: check everything, journal the undo, apply in order, roll back on failure,
+//! and commit state only when every step succeeded.
+//!
+//! Mutating commands hold the [`HostLock`], so what they read before planning stays true
+//! until they commit. The journal row is committed before the first host change and deleted
+//! in the same transaction that commits the new state; a row left behind by a crash or
+//! `kill -9` is rolled back by the next `kleene` that takes the lock.
+
+use crate::executor::{Executor, Fact};
+use crate::state::{HostLock, State};
+use anyhow::{Context, Result};
+use kleene_plugin_api::{Op, Plan};
+use rusqlite::{params, Transaction};
+use std::path::Path;
+
+/// Take the host lock and finish any rollback a crashed run left behind.
+pub fn lock_and_recover(state: &State, state_dir: &Path, exec: &mut dyn Executor) -> Result<HostLock> {
+    let lock = HostLock::acquire(state_dir)?;
+    let rows: Vec<(i64, String, String)> = {
+        let mut stmt = state.db.prepare("SELECT id, what, undo FROM journal ORDER BY id DESC")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (id, what, undo) in rows {
+        tracing::warn!("rolling back interrupted operation: {what}");
+        let ops: Vec<Op> = serde_json::from_str(&undo).context("corrupt journal entry")?;
+        undo_all(exec, &ops);
+        state.db.execute("DELETE FROM journal WHERE id = ?1", [id])?;
+    }
+    Ok(lock)
+}
+
+fn undo_all(exec: &mut dyn Executor, ops: &[Op]) {
+    for op in ops {
+        if let Err(e) = exec.undo(op) {
+            tracing::warn!("undo of {} failed: {e:#}", op.name());
+        }
+    }
+    if let Err(e) = exec.finish() {
+        tracing::warn!("finishing rollback failed: {e:#}");
+    }
+}
+
+/// The undo operations of `plan`'s first `done` steps, in the order they must run.
+fn undo_of(plan: &Plan, done: usize) -> Vec<Op> {
+    plan.steps[..done].iter().rev().flat_map(|s| s.undo.iter().cloned()).collect()
+}
+
+/// Execute `plan`, then run `commit` and delete the journal row in one transaction.
+pub fn run(
+    state: &mut State,
+    exec: &mut dyn Executor,
+    what: &str,
+    plan: &Plan,
+    commit: impl FnOnce(&Transaction<'_>, &[Fact]) -> Result<()>,
+) -> Result<()> {
+    for check in &plan.checks {
+        exec.check(check)?;
+    }
+    let undo = serde_json::to_string(&undo_of(plan, plan.steps.len()))?;
+    state.db.execute("INSERT INTO journal (what, undo) VALUES (?1, ?2)", params![what, undo])?;
+    let journal_id = state.db.last_insert_rowid();
+    let mut facts = Vec::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        tracing::debug!(op = ?step.op, "apply");
+        match exec.apply(&step.op) {
+            Ok(f) => facts.extend(f),
+            Err(e) => {
+                undo_all(exec, &undo_of(plan, i));
+                state.db.execute("DELETE FROM journal WHERE id = ?1", [journal_id])?;
+                return Err(e);
+            }
+        }
+    }
+    let finished = exec.finish();
+    let committed = finished.and_then(|()| {
+        let tx = state.db.transaction()?;
+        commit(&tx, &facts)?;
+        tx.execute("DELETE FROM journal WHERE id = ?1", [journal_id])?;
+        tx.commit()?;
+        Ok(())
+    });
+    if let Err(e) = committed {
+        undo_all(exec, &undo_of(plan, plan.steps.len()));
+        state.db.execute("DELETE FROM journal WHERE id = ?1", [journal_id])?;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Print what `plan` would do, as `exec` renders it, and change nothing.
+pub fn render(exec: &mut dyn crate::executor::Renderer, plan: &Plan) -> Result<()> {
+    for step in &plan.steps {
+        exec.apply(&step.op)?;
+    }
+    exec.finish()?;
+    for line in exec.lines() {
+        println!("{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! The Linux executor: netlink for links, addresses and routes; persistent network
+//! namespaces for private stacks; one cgroup-v2 directory per container for its processes
+//! and, for restricted (ipnet) stacks, the BPF socket hooks.
+
+pub mod cgroup;
+pub mod ipnet;
+pub mod netlink;
+pub mod netns;
+pub mod spawn;
+
+use super::{Executor, Fact};
+use anyhow::{anyhow, Context, Result};
+use kleene_plugin_api::{Check, LinkKind, Op, Stack};
+use netlink::Netlink;
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+pub struct LinuxExecutor {
+    run_dir: PathBuf,
+    host: Option<Netlink>,
+    sandboxes: HashMap<String, Netlink>,
+    cgroup_root: Option<PathBuf>,
+}
+
+impl LinuxExecutor {
+    pub fn new(run_dir: &Path) -> LinuxExecutor {
+        LinuxExecutor { run_dir: run_dir.to_path_buf(), host: None, sandboxes: HashMap::new(), cgroup_root: None }
+    }
+
+    /// The bind-mounted namespace file of a container.
+    pub fn netns_path(run_dir: &Path, sandbox: &str) -> PathBuf {
+        run_dir.join("netns").join(sandbox)
+    }
+
+    /// The container's cgroup directory: `<cgroup2 mount>/kleene/<id>`.
+    pub fn cgroup_path(&mut self, sandbox: &str) -> Result<PathBuf> {
+        if self.cgroup_root.is_none() {
+            let mount = cgroup::cgroup2_mount().context("no cgroup2 file system is mounted")?;
+            self.cgroup_root = Some(mount.join("kleene"));
+        }
+        Ok(self.cgroup_root.as_ref().expect("set above").join(sandbox))
+    }
+
+    fn host(&mut self) -> Result<&mut Netlink> {
+        if self.host.is_none() {
+            self.host = Some(Netlink::open().context("cannot open a netlink socket")?);
+        }
+        Ok(self.host.as_mut().expect("set above"))
+    }
+
+    /// A netlink socket in the host namespace or in a container's.
+    fn nl(&mut self, sandbox: Option<&str>) -> Result<&mut Netlink> {
+        let Some(id) = sandbox else { return self.host() };
+        if !self.sandboxes.contains_key(id) {
+            let path = Self::netns_path(&self.run_dir, id);
+            let nl = Netlink::open_in(&path).with_context(|| format!("container {id} has no network namespace"))?;
+            self.sandboxes.insert(id.to_string(), nl);
+        }
+        Ok(self.sandboxes.get_mut(id).expect("inserted above"))
+    }
+
+    /// The default-route interface of the host, for NAT defaults.
+    pub fn default_route_interface(&mut self) -> Result<Option<String>> {
+        Ok(self.host()?.default_route_interface()?)
+    }
+
+    fn create_link(&mut self, name: &str, kind: LinkKind) -> Result<Vec<Fact>> {
+        let nl = self.host()?;
+        let used = match kind {
+            LinkKind::Bridge => {
+                nl.create_link(name, "bridge")?;
+                "bridge"
+            }
+            // `dummy` is the natural loopback; kernels without it (EOPNOTSUPP) get an `ifb`,
+            // which likewise holds addresses and carries no traffic of its own.
+            LinkKind::Loopback => match nl.create_link(name, "dummy") {
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    nl.create_link(name, "ifb")?;
+                    tracing::info!("kernel has no dummy interfaces; {name} is an ifb instead");
+                    "ifb"
+                }
+                other => other.map(|()| "dummy")?,
+            },
+        };
+        Ok(vec![Fact::LinkKind { name: name.to_string(), kind: used.to_string() }])
+    }
+
+    fn create_pair(&mut self, host: &str, peer: &str, sandbox: &str) -> Result<()> {
+        let ns = netns::open(&Self::netns_path(&self.run_dir, sandbox))
+            .with_context(|| format!("container {sandbox} has no network namespace"))?;
+        let nl = self.host()?;
+        match nl.create_veth(host, peer, std::os::fd::AsFd::as_fd(&ns)) {
+            // A pair left behind by a crash or a namespace still being torn down: our names
+            // are ours, so replace it.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                tracing::info!("replacing leftover interface {host}");
+                nl.delete_link(host)?;
+                nl.create_veth(host, peer, std::os::fd::AsFd::as_fd(&ns))?;
+            }
+            other => other?,
+        }
+        Ok(())
+    }
+
+    fn create_sandbox(&mut self, sandbox: &str, stack: Stack) -> Result<()> {
+        let cg = self.cgroup_path(sandbox)?;
+        cgroup::create(&cg).with_context(|| format!("cannot create cgroup {}", cg.display()))?;
+        if matches!(stack, Stack::Private | Stack::Disabled) {
+            let path = Self::netns_path(&self.run_dir, sandbox);
+            if let Err(e) = netns::create(&path) {
+                let _ = cgroup::remove(&cg);
+                return Err(e).with_context(|| format!("cannot create network namespace {}", path.display()));
+            }
+            if stack == Stack::Private {
+                self.nl(Some(sandbox))?.set_up("lo", true)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn destroy_sandbox(&mut self, sandbox: &str) -> Result<()> {
+        self.sandboxes.remove(sandbox);
+        let cg = self.cgroup_path(sandbox)?;
+        cgroup::remove(&cg).with_context(|| format!("cannot remove cgroup {}", cg.display()))?;
+        netns::delete(&Self::netns_path(&self.run_dir, sandbox))?;
+        Ok(())
+    }
+
+    fn restrict(&mut self, sandbox: &str, addresses: &[IpAddr]) -> Result<()> {
+        let cg = self.cgroup_path(sandbox)?;
+        let mut r = ipnet::Restriction::default();
+        for a in addresses {
+            match a {
+                IpAddr::V4(v4) => r.v4.push(*v4),
+                IpAddr::V6(v6) => r.v6.push(*v6),
+            }
+        }
+        ipnet::apply(&cg, &r).with_context(|| format!("cannot restrict container {sandbox} to its addresses"))
+    }
+}
+
+/// Errors that mean an undo has nothing left to do.
+fn already_done(e: &anyhow::Error) -> bool {
+    e.chain().filter_map(|c| c.downcast_ref::<io::Error>()).any(|io| {
+        io.kind() == io::ErrorKind::NotFound
+            || matches!(io.raw_os_error(), Some(libc::ENODEV | libc::ESRCH | libc::EADDRNOTAVAIL | libc::ENOENT))
+    })
+}
+
+impl Executor for LinuxExecutor {
+    fn check(&mut self, check: &Check) -> Result<()> {
+        match check {
+            Check::LinkExists { name } => {
+                if self.host()?.link(name)?.is_none() {
+                    return Err(anyhow!("interface {name} does not exist; create it first or pick another with -i"));
+                }
+            }
+            Check::LinkAbsent { name } => {
+                if self.host()?.link(name)?.is_some() {
+                    return Err(anyhow!(
+                        "interface {name} already exists; kleene will not take it over: pick another name with -i, or use a custom network"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, op: &Op) -> Result<Vec<Fact>> {
+        match op {
+            Op::CreateLink { name, kind } => return self.create_link(name, *kind),
+            Op::DeleteLink { name, .. } => self.host()?.delete_link(name)?,
+            Op::SetLinkUp { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, true)?,
+            Op::SetLinkDown { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, false)?,
+            Op::AddAddress { link, address, prefix, sandbox } => {
+                self.nl(sandbox.as_deref())?.add_address(link, *address, *prefix)?
+            }
+            Op::RemoveAddress { link, address, prefix, sandbox } => {
+                self.nl(sandbox.as_deref())?.del_address(link, *address, *prefix)?
+            }
+            Op::CreatePair { host, peer, sandbox } => self.create_pair(host, peer, sandbox)?,
+            Op::DeletePair { host, .. } => self.host()?.delete_link(host)?,
+            Op::AttachToBridge { bridge, member } => self.host()?.set_master(member, Some(bridge))?,
+            Op::DetachFromBridge { member, .. } => self.host()?.set_master(member, None)?,
+            Op::AddDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.add_default_route(*gateway)?,
+            Op::RemoveDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.del_default_route(*gateway)?,
+            Op::CreateSandbox { sandbox, stack } => self.create_sandbox(sandbox, *stack)?,
+            Op::DestroySandbox { sandbox, .. } => self.destroy_sandbox(sandbox)?,
+            Op::RestrictAddresses { sandbox, addresses } => self.restrict(sandbox, addresses)?,
+        }
+        Ok(vec![])
+    }
+
+    fn undo(&mut self, op: &Op) -> Result<()> {
+        match self.apply(op) {
+            Err(e) if already_done(&e) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Plugin discovery and loading.
+//!
+//! Search order: `--plugin-path`/`$KLEENE_PLUGIN_PATH` (colon-separated), then
+//! `<dir of the kleene binary>/../lib/kleene/plugins`, then the platform default. A plugin's
+//! name comes from its file name (`libkleene_<name>.so`), so a command loads only the plugins
+//! it needs; the first file of a name wins and later ones are listed as shadowed.
+
+use crate::logging::PluginServices;
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::sabi_types::RRef;
+use abi_stable::std_types::RResult;
+use anyhow::{anyhow, bail, Result};
+use kleene_plugin_api::abi::{HostServices_TO, PluginModRef};
+use kleene_plugin_api::{api_major, Call, Op, Plan, PluginInfo, PluginKind, API_VERSION};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+const PREFIX: &str = "libkleene_";
+const SUFFIX: &str = ".so";
+
+pub fn default_dir() -> &'static str {
+    if cfg!(target_os = "freebsd") {
+        "/usr/local/lib/kleene/plugins"
+    } else {
+        "/usr/lib/kleene/plugins"
+    }
+}
+
+/// The directories searched, in order.
+pub fn search_dirs(plugin_path: Option<&str>) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> =
+        plugin_path.unwrap_or("").split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect();
+    if let Some(bin_dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+        dirs.push(bin_dir.join("../lib/kleene/plugins"));
+    }
+    dirs.push(PathBuf::from(default_dir()));
+    dirs
+}
+
+/// A plugin file found on the search path, not yet loaded.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub name: String,
+    pub path: PathBuf,
+    /// Set when an earlier file of the same name wins.
+    pub shadowed_by: Option<PathBuf>,
+}
+
+/// A loaded, checked plugin.
+pub struct Plugin {
+    pub info: PluginInfo,
+    pub path: PathBuf,
+    module: PluginModRef,
+}
+
+pub struct Registry {
+    pub candidates: Vec<Candidate>,
+}
+
+impl Registry {
+    pub fn discover(plugin_path: Option<&str>) -> Registry {
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for dir in search_dirs(plugin_path) {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            files.sort();
+            for path in files {
+                let Some(name) = plugin_name(&path) else { continue };
+                let shadowed_by =
+                    candidates.iter().find(|c| c.name == name && c.shadowed_by.is_none()).map(|c| c.path.clone());
+                candidates.push(Candidate { name, path, shadowed_by });
+            }
+        }
+        Registry { candidates }
+    }
+
+    /// The winning file for `name`, if any.
+    pub fn find(&self, name: &str) -> Option<&Candidate> {
+        self.candidates.iter().find(|c| c.name == name && c.shadowed_by.is_none())
+    }
+
+    /// Load the plugin `name` and check it is of `kind`.
+    pub fn load(&self, name: &str, kind: PluginKind) -> Result<Plugin> {
+        let Some(candidate) = self.find(name) else {
+            let what = match kind {
+                PluginKind::NetworkType => "network type",
+                PluginKind::Driver => "network driver",
+            };
+            bail!(
+                "unknown {what} '{name}': no plugin file {PREFIX}{name}{SUFFIX} on the plugin path; install the kleene-plugin-{name} package or set KLEENE_PLUGIN_PATH"
+            );
+        };
+        let plugin = load_file(&candidate.path)?;
+        if plugin.info.kind != kind {
+            bail!("plugin '{name}' is a {}, not a {}", plugin.info.kind.as_str(), kind.as_str());
+        }
+        Ok(plugin)
+    }
+
+    /// Every winning plugin of `kind` that loads (broken files are skipped).
+    pub fn load_all(&self, kind: PluginKind) -> Vec<Plugin> {
+        self.candidates
+            .iter()
+            .filter(|c| c.shadowed_by.is_none())
+            .filter_map(|c| load_file(&c.path).ok())
+            .filter(|p| p.info.kind == kind)
+            .collect()
+    }
+}
+
+fn plugin_name(path: &Path) -> Option<String> {
+    let file = path.file_name()?.to_str()?;
+    let stem = file.strip_suffix(SUFFIX)?;
+    Some(stem.strip_prefix(PREFIX).unwrap_or(stem).to_string())
+}
+
+/// Refuse files that someone other than root or us could have written.
+fn check_permissions(path: &Path) -> Result<()> {
+    let me = unsafe { libc::geteuid() };
+    for p in [path, path.parent().unwrap_or(Path::new("/"))] {
+        let meta = std::fs::metadata(p).map_err(|e| anyhow!("{}: {e}", p.display()))?;
+        if meta.mode() & 0o022 != 0 {
+            bail!(
+                "{}: refusing to load: {} is writable by group or others (chmod go-w it)",
+                path.display(),
+                p.display()
+            );
+        }
+        if meta.uid() != 0 && meta.uid() != me {
+            bail!("{}: refusing to load: {} is owned by uid {}, not root or you", path.display(), p.display(), meta.uid());
+        }
+    }
+    Ok(())
+}
+
+/// Open, check and describe one plugin file. Every failure is one line naming the file.
+pub fn load_file(path: &Path) -> Result<Plugin> {
+    check_permissions(path)?;
+    let fail = |why: String| anyhow!("{}: {why}", path.display());
+    let header = lib_header_from_path(path).map_err(|e| fail(describe(&e)))?;
+    let module = header.init_root_module::<PluginModRef>().map_err(|e| fail(describe(&e)))?;
+    let info_json = match (module.info())() {
+        RResult::ROk(s) => s.into_string(),
+        RResult::RErr(e) => return Err(fail(format!("plugin failed to describe itself: {e}"))),
+    };
+    let info: PluginInfo =
+        serde_json::from_str(&info_json).map_err(|e| fail(format!("unreadable plugin metadata: {e}")))?;
+    let host_major = api_major(API_VERSION);
+    if api_major(&info.api_version) != host_major {
+        return Err(fail(format!(
+            "built for plugin API {} but this kleene speaks API {API_VERSION}; rebuild the plugin against kleene-plugin-api {}.x",
+            info.api_version,
+            host_major.unwrap_or(0)
+        )));
+    }
+    if plugin_name(path).as_deref() != Some(info.name.as_str()) {
+        return Err(fail(format!("file name does not match the plugin's name '{}'", info.name)));
+    }
+    tracing::debug!(plugin = %info.name, path = %path.display(), "loaded plugin");
+    Ok(Plugin { info, path: path.to_path_buf(), module })
+}
+
+fn describe(e: &LibraryError) -> String {
+    match e {
+        LibraryError::OpenError { .. } => format!("not a loadable library: {}", first_line(e)),
+        LibraryError::GetSymbolError { .. } => "not a kleene plugin (no abi_stable root module symbol)".into(),
+        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => format!(
+            "built for an incompatible plugin ABI {actual_version} (this kleene loads {expected_version}); rebuild the plugin"
+        ),
+        LibraryError::AbiInstability(_) => "its interface layout does not match this kleene's; rebuild the plugin".into(),
+        LibraryError::RootModule { .. } => format!("plugin failed while initialising: {}", first_line(e)),
+        other => first_line(other),
+    }
+}
+
+fn first_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown error").to_string()
+}
+
+impl Plugin {
+    /// Ask the plugin to plan `call`. Panics and unknown operations become errors.
+    pub fn plan(&self, call: &Call) -> Result<Plan> {
+        let name = &self.info.name;
+        let services = PluginServices { plugin: name.clone() };
+        let host = HostServices_TO::from_ptr(RRef::new(&services), TD_Opaque);
+        let request = serde_json::to_string(call)?;
+        let reply = match (self.module.call())(host, request.as_str().into()) {
+            RResult::ROk(s) => s.into_string(),
+            RResult::RErr(e) => bail!("{e}"),
+        };
+        parse_plan(name, &reply)
+    }
+}
+
+/// Read a plan, naming the first operation this host does not know.
+fn parse_plan(plugin: &str, json: &str) -> Result<Plan> {
+    let raw: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| anyhow!("plugin '{plugin}' returned an unreadable plan: {e}"))?;
+    let steps = raw.get("steps").and_then(|s| s.as_array()).cloned().unwrap_or_default();
+    for step in &steps {
+        let ops = std::iter::once(step.get("op")).chain(step.get("undo").and_then(|u| u.as_array()).into_iter().flatten().map(Some));
+        for op in ops.flatten() {
+            if serde_json::from_value::<Op>(op.clone()).is_err() {
+                let tag = op.get("op").and_then(|t| t.as_str()).unwrap_or("?");
+                bail!("plugin '{plugin}' asked for operation '{tag}', which this kleene does not know; upgrade kleene or use an older plugin");
+            }
+        }
+    }
+    let plan: Plan = serde_json::from_value(raw).map_err(|e| anyhow!("plugin '{plugin}' returned an unreadable plan: {e}"))?;
+    Ok(plan)
+}
+

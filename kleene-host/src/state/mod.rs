@@ -1,0 +1,99 @@
+//! State: one SQLite database in the state directory (WAL, so readers never wait), plus a
+//! lock file that serialises host changes between concurrent `kleene` processes.
+
+pub mod ipam;
+mod records;
+
+pub use records::*;
+
+use anyhow::{Context, Result};
+use rusqlite::Connection;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE networks (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, type TEXT NOT NULL, interface TEXT NOT NULL,
+    subnet TEXT, subnet6 TEXT, gateway TEXT, gateway_auto INTEGER NOT NULL DEFAULT 0,
+    gateway6 TEXT, gateway6_auto INTEGER NOT NULL DEFAULT 0, nat TEXT NOT NULL DEFAULT '',
+    icc INTEGER NOT NULL DEFAULT 1, internal INTEGER NOT NULL DEFAULT 0, link_kind TEXT,
+    created INTEGER NOT NULL DEFAULT (unixepoch()));
+CREATE TABLE containers (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, driver TEXT NOT NULL,
+    running INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL DEFAULT (unixepoch()));
+CREATE TABLE endpoints (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+    network_id TEXT NOT NULL REFERENCES networks(id),
+    container_id TEXT NOT NULL REFERENCES containers(id),
+    epair TEXT, interface TEXT, ip_address TEXT, ip_address6 TEXT,
+    UNIQUE (network_id, container_id));
+CREATE INDEX endpoints_by_container ON endpoints(container_id, seq);
+CREATE TABLE ipam_free (
+    network_id TEXT NOT NULL, family INTEGER NOT NULL, start BLOB NOT NULL, end BLOB NOT NULL,
+    PRIMARY KEY (network_id, family, start)) WITHOUT ROWID;
+CREATE TABLE journal (
+    id INTEGER PRIMARY KEY, what TEXT NOT NULL, undo TEXT NOT NULL,
+    created INTEGER NOT NULL DEFAULT (unixepoch()));
+"#];
+
+pub struct State {
+    pub db: Connection,
+}
+
+impl State {
+    pub fn open(dir: &Path) -> Result<State> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create state dir {}", dir.display()))?;
+        let path = dir.join("kleene.db");
+        let db = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        db.busy_timeout(std::time::Duration::from_secs(30))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&db)?;
+        Ok(State { db })
+    }
+}
+
+fn migrate(db: &Connection) -> Result<()> {
+    let done: usize = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if done >= MIGRATIONS.len() {
+        return Ok(());
+    }
+    // IMMEDIATE: two processes racing on a fresh database must not both migrate.
+    db.execute_batch("BEGIN IMMEDIATE")?;
+    let done: usize = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for sql in &MIGRATIONS[done.min(MIGRATIONS.len())..] {
+        db.execute_batch(sql)?;
+    }
+    db.pragma_update(None, "user_version", MIGRATIONS.len())?;
+    db.execute_batch("COMMIT")?;
+    Ok(())
+}
+
+/// An exclusive lock on host changes, held until dropped.
+pub struct HostLock {
+    _file: File,
+}
+
+impl HostLock {
+    pub fn acquire(dir: &Path) -> Result<HostLock> {
+        std::fs::create_dir_all(dir)?;
+        let file = File::options().create(true).truncate(false).write(true).open(dir.join("lock"))?;
+        // SAFETY: flock on a valid fd we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot lock the state dir");
+        }
+        Ok(HostLock { _file: file })
+    }
+}
+
+/// A fresh 12-hex-digit id.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 6];
+    // SAFETY: getrandom writes at most `len` bytes into the buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    assert_eq!(n, 6, "getrandom failed");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,179 @@
+//! Rows <-> plugin API model types, and lookups by name, id or id prefix.
+
+use anyhow::{anyhow, bail, Result};
+use kleene_plugin_api::{Cidr, Container, Endpoint, Network};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::net::IpAddr;
+
+/// A network with the facts only the host keeps.
+#[derive(Debug, Clone)]
+pub struct NetworkRow {
+    pub network: Network,
+    /// The kernel link kind actually used (e.g. `ifb` standing in for `dummy`).
+    pub link_kind: Option<String>,
+}
+
+fn opt_parse<T: std::str::FromStr>(s: Option<String>) -> Option<T> {
+    s.filter(|s| !s.is_empty()).and_then(|s| s.parse().ok())
+}
+
+fn network_from_row(r: &Row<'_>) -> rusqlite::Result<NetworkRow> {
+    Ok(NetworkRow {
+        network: Network {
+            id: r.get("id")?,
+            name: r.get("name")?,
+            kind: r.get("type")?,
+            interface: r.get("interface")?,
+            subnet: opt_parse::<Cidr>(r.get("subnet")?),
+            subnet6: opt_parse::<Cidr>(r.get("subnet6")?),
+            gateway: opt_parse::<IpAddr>(r.get("gateway")?),
+            gateway_auto: r.get("gateway_auto")?,
+            gateway6: opt_parse::<IpAddr>(r.get("gateway6")?),
+            gateway6_auto: r.get("gateway6_auto")?,
+            nat: r.get("nat")?,
+            icc: r.get("icc")?,
+            internal: r.get("internal")?,
+        },
+        link_kind: r.get("link_kind")?,
+    })
+}
+
+fn container_from_row(r: &Row<'_>) -> rusqlite::Result<Container> {
+    Ok(Container { id: r.get("id")?, name: r.get("name")?, driver: r.get("driver")?, running: r.get("running")? })
+}
+
+fn endpoint_from_row(r: &Row<'_>) -> rusqlite::Result<Endpoint> {
+    Ok(Endpoint {
+        id: r.get("id")?,
+        network_id: r.get("network_id")?,
+        container_id: r.get("container_id")?,
+        epair: r.get("epair")?,
+        interface: r.get("interface")?,
+        ip_address: opt_parse(r.get("ip_address")?),
+        ip_address6: opt_parse(r.get("ip_address6")?),
+    })
+}
+
+fn text<T: ToString>(v: &Option<T>) -> Option<String> {
+    v.as_ref().map(|v| v.to_string())
+}
+
+pub fn insert_network(db: &Connection, n: &NetworkRow) -> Result<()> {
+    let net = &n.network;
+    db.execute(
+        "INSERT INTO networks (id, name, type, interface, subnet, subnet6, gateway, gateway_auto, gateway6, gateway6_auto, nat, icc, internal, link_kind)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            net.id, net.name, net.kind, net.interface, text(&net.subnet), text(&net.subnet6), text(&net.gateway),
+            net.gateway_auto, text(&net.gateway6), net.gateway6_auto, net.nat, net.icc, net.internal, n.link_kind
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn networks(db: &Connection) -> Result<Vec<NetworkRow>> {
+    let mut stmt = db.prepare_cached("SELECT * FROM networks ORDER BY created, rowid")?;
+    let rows = stmt.query_map([], network_from_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+pub fn network_by_id(db: &Connection, id: &str) -> Result<NetworkRow> {
+    Ok(db.query_row("SELECT * FROM networks WHERE id = ?1", [id], network_from_row)?)
+}
+
+pub fn delete_network(db: &Connection, id: &str) -> Result<()> {
+    db.execute("DELETE FROM ipam_free WHERE network_id = ?1", [id])?;
+    db.execute("DELETE FROM networks WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+pub fn insert_container(db: &Connection, c: &Container) -> Result<()> {
+    db.execute(
+        "INSERT INTO containers (id, name, driver, running) VALUES (?1, ?2, ?3, ?4)",
+        params![c.id, c.name, c.driver, c.running],
+    )?;
+    Ok(())
+}
+
+pub fn containers(db: &Connection) -> Result<Vec<Container>> {
+    let mut stmt = db.prepare_cached("SELECT * FROM containers ORDER BY created, rowid")?;
+    let rows = stmt.query_map([], container_from_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+pub fn set_running(db: &Connection, id: &str, running: bool) -> Result<()> {
+    db.execute("UPDATE containers SET running = ?2 WHERE id = ?1", params![id, running])?;
+    Ok(())
+}
+
+pub fn delete_container(db: &Connection, id: &str) -> Result<()> {
+    db.execute("DELETE FROM containers WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+pub fn insert_endpoint(db: &Connection, e: &Endpoint) -> Result<()> {
+    db.execute(
+        "INSERT INTO endpoints (id, seq, network_id, container_id, epair, interface, ip_address, ip_address6)
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM endpoints), ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![e.id, e.network_id, e.container_id, e.epair, e.interface, text(&e.ip_address), text(&e.ip_address6)],
+    )?;
+    Ok(())
+}
+
+pub fn update_endpoint_links(db: &Connection, e: &Endpoint) -> Result<()> {
+    db.execute("UPDATE endpoints SET epair = ?2, interface = ?3 WHERE id = ?1", params![e.id, e.epair, e.interface])?;
+    Ok(())
+}
+
+pub fn delete_endpoint(db: &Connection, id: &str) -> Result<()> {
+    db.execute("DELETE FROM endpoints WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Endpoints of a container (in the order it joined) or of a network.
+pub fn endpoints_where(db: &Connection, column: &str, id: &str) -> Result<Vec<Endpoint>> {
+    let sql = match column {
+        "container_id" => "SELECT * FROM endpoints WHERE container_id = ?1 ORDER BY seq",
+        _ => "SELECT * FROM endpoints WHERE network_id = ?1 ORDER BY seq",
+    };
+    let mut stmt = db.prepare_cached(sql)?;
+    let rows = stmt.query_map([id], endpoint_from_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+pub fn endpoint(db: &Connection, network_id: &str, container_id: &str) -> Result<Option<Endpoint>> {
+    Ok(db
+        .query_row(
+            "SELECT * FROM endpoints WHERE network_id = ?1 AND container_id = ?2",
+            [network_id, container_id],
+            endpoint_from_row,
+        )
+        .optional()?)
+}
+
+/// Resolve an identifier (exact name, exact id, or unique id prefix) in `table`.
+/// `what` names the object in messages ("network", "container"), as Kleene does.
+pub fn resolve(db: &Connection, table: &str, what: &str, ident: &str) -> Result<String> {
+    let exact = format!("SELECT id FROM {table} WHERE name = ?1 OR id = ?1 ORDER BY (name = ?1) DESC LIMIT 1");
+    if let Some(id) = db.query_row(&exact, [ident], |r| r.get::<_, String>(0)).optional()? {
+        return Ok(id);
+    }
+    if ident.is_empty() || !ident.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{what} not found");
+    }
+    let mut stmt = db.prepare(&format!("SELECT id, name FROM {table} WHERE substr(id, 1, ?2) = ?1 ORDER BY id"))?;
+    let found: Vec<(String, String)> =
+        stmt.query_map(params![ident, ident.len()], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    match found.as_slice() {
+        [] => Err(anyhow!("{what} not found")),
+        [(id, _)] => Ok(id.clone()),
+        many => {
+            let list: Vec<String> = many.iter().map(|(id, name)| format!("{id} ({name})")).collect();
+            bail!("{what} id prefix '{ident}' is ambiguous: it matches {}; give more digits", list.join(", "))
+        }
+    }
+}
+
+pub fn container_by_id(db: &Connection, id: &str) -> Result<Container> {
+    Ok(db.query_row("SELECT * FROM containers WHERE id = ?1", [id], container_from_row)?)
+}
