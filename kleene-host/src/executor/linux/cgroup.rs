@@ -59,6 +59,21 @@ fn unescape_octal(s: &str) -> String {
 
 /// Create the cgroup directory. An existing directory is an error so two
 /// containers can never silently share a cgroup.
+/// Mount the cgroup2 hierarchy at `at` (if it is not already there) and return it.
+pub fn mount_private(at: &Path) -> io::Result<PathBuf> {
+    if at.join("cgroup.procs").exists() {
+        return Ok(at.to_path_buf());
+    }
+    fs::create_dir_all(at)?;
+    let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+    // SAFETY: all pointers are valid NUL-terminated strings for the call's duration.
+    let rc = unsafe { libc::mount(c"cgroup2".as_ptr(), target.as_ptr(), c"cgroup2".as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(at.to_path_buf())
+}
+
 pub fn create(path: &Path) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;

@@ -37,7 +37,12 @@ impl LinuxExecutor {
     /// The container's cgroup directory: `<cgroup2 mount>/kleene/<id>`.
     pub fn cgroup_path(&mut self, sandbox: &str) -> Result<PathBuf> {
         if self.cgroup_root.is_none() {
-            let mount = cgroup::cgroup2_mount().context("no cgroup2 file system is mounted")?;
+            let mount = match cgroup::cgroup2_mount() {
+                Ok(m) => m,
+                // Hosts on cgroup v1 alone (or a private /sys) still have the v2 hierarchy:
+                // mount it under the run dir rather than giving up.
+                Err(_) => cgroup::mount_private(&self.run_dir.join("cgroup2")).context("no cgroup2 file system")?,
+            };
             self.cgroup_root = Some(mount.join("kleene"));
         }
         Ok(self.cgroup_root.as_ref().expect("set above").join(sandbox))
@@ -124,6 +129,10 @@ impl LinuxExecutor {
         self.sandboxes.remove(sandbox);
         let cg = self.cgroup_path(sandbox)?;
         cgroup::remove(&cg).with_context(|| format!("cannot remove cgroup {}", cg.display()))?;
+        // The shared `kleene` parent goes with the last container; busy means others remain.
+        if let Some(parent) = cg.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
         netns::delete(&Self::netns_path(&self.run_dir, sandbox))?;
         Ok(())
     }
