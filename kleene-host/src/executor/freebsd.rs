@@ -48,8 +48,10 @@ impl FreeBsdRenderer {
             Op::DeleteLink { name, .. } => self.run(format!("ifconfig {} destroy", word(name))),
             Op::SetLinkUp { name, sandbox } => self.link_up(name, sandbox.as_deref()),
             Op::SetLinkDown { name, sandbox } => self.link_down(name, sandbox.as_deref()),
-            Op::AddAddress { link, address, prefix, sandbox } => self.add_address(link, *address, *prefix, sandbox),
-            Op::RemoveAddress { link, address, sandbox, .. } => self.remove_address(link, *address, sandbox),
+            Op::AddAddress { link, address, prefix, sandbox } => {
+                self.add_address(link, *address, *prefix, sandbox.as_deref())
+            }
+            Op::RemoveAddress { link, address, sandbox, .. } => self.remove_address(link, *address, sandbox.as_deref()),
             Op::CreatePair { host, peer, sandbox } => return self.create_pair(host, peer, sandbox),
             Op::DeletePair { host, .. } => self.run(format!("ifconfig {} destroy", word(&self.host_name(host)))),
             Op::AttachToBridge { bridge, member } => {
@@ -160,7 +162,7 @@ impl FreeBsdRenderer {
         }
     }
 
-    fn add_address(&mut self, link: &str, address: IpAddr, prefix: u8, sandbox: &Option<String>) {
+    fn add_address(&mut self, link: &str, address: IpAddr, prefix: u8, sandbox: Option<&str>) {
         let family = if_family(address);
         match sandbox {
             Some(jail) => {
@@ -179,7 +181,7 @@ impl FreeBsdRenderer {
         }
     }
 
-    fn remove_address(&mut self, link: &str, address: IpAddr, sandbox: &Option<String>) {
+    fn remove_address(&mut self, link: &str, address: IpAddr, sandbox: Option<&str>) {
         let family = if_family(address);
         match sandbox {
             Some(jail) => {
