@@ -128,7 +128,12 @@ fn check_permissions(path: &Path) -> Result<()> {
             );
         }
         if meta.uid() != 0 && meta.uid() != me {
-            bail!("{}: refusing to load: {} is owned by uid {}, not root or you", path.display(), p.display(), meta.uid());
+            bail!(
+                "{}: refusing to load: {} is owned by uid {}, not root or you",
+                path.display(),
+                p.display(),
+                meta.uid()
+            );
         }
     }
     Ok(())
@@ -138,6 +143,7 @@ fn check_permissions(path: &Path) -> Result<()> {
 pub fn load_file(path: &Path) -> Result<Plugin> {
     check_permissions(path)?;
     let fail = |why: String| anyhow!("{}: {why}", path.display());
+    check_elf(path).map_err(fail)?;
     let header = lib_header_from_path(path).map_err(|e| fail(describe(&e)))?;
     let module = header.init_root_module::<PluginModRef>().map_err(|e| fail(describe(&e)))?;
     let info_json = match (module.info())() {
@@ -159,6 +165,57 @@ pub fn load_file(path: &Path) -> Result<Plugin> {
     }
     tracing::debug!(plugin = %info.name, path = %path.display(), "loaded plugin");
     Ok(Plugin { info, path: path.to_path_buf(), module })
+}
+
+/// Check the file is a whole ELF shared object before handing it to dlopen: the dynamic
+/// loader maps segments past the end of a truncated file and the host dies of SIGBUS.
+fn check_elf(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    let read = |offset: u64, len: usize| -> Option<Vec<u8>> {
+        let mut buf = vec![0; len];
+        file.read_exact_at(&mut buf, offset).ok().map(|_| buf)
+    };
+    let not_elf = || "not a kleene plugin (not an ELF shared library)".to_string();
+    let ident = read(0, 64).ok_or_else(not_elf)?;
+    if &ident[..4] != b"\x7fELF" {
+        return Err(not_elf());
+    }
+    let (wide, big) = (ident[4] == 2, ident[5] == 2);
+    let uint = |b: &[u8], at: usize, len: usize| -> u64 {
+        let bytes = &b[at..at + len];
+        let fold = |acc: u64, x: &u8| (acc << 8) | *x as u64;
+        if big {
+            bytes.iter().fold(0, fold)
+        } else {
+            bytes.iter().rev().fold(0, fold)
+        }
+    };
+    if uint(&ident, 16, 2) != 3 {
+        return Err("not a kleene plugin (an ELF file, but not a shared library)".into());
+    }
+    // (phoff, shoff, phentsize, phnum, shentsize, shnum) and, per program header, (offset, filesz).
+    let (w, at) =
+        if wide { (8, [0x20, 0x28, 0x36, 0x38, 0x3a, 0x3c]) } else { (4, [0x1c, 0x20, 0x2a, 0x2c, 0x2e, 0x30]) };
+    let (phoff, shoff) = (uint(&ident, at[0], w), uint(&ident, at[1], w));
+    let (phentsize, phnum) = (uint(&ident, at[2], 2), uint(&ident, at[3], 2));
+    let (shentsize, shnum) = (uint(&ident, at[4], 2), uint(&ident, at[5], 2));
+    let truncated = || format!("truncated or corrupt library ({size} bytes); reinstall the plugin");
+    if phentsize < if wide { 56 } else { 32 } {
+        return Err(truncated());
+    }
+    let mut ends = vec![phoff + phentsize * phnum, shoff + shentsize * shnum];
+    let phdrs = read(phoff, (phentsize * phnum) as usize).ok_or_else(truncated)?;
+    for ph in phdrs.chunks(phentsize.max(1) as usize) {
+        let (offset, filesz) =
+            if wide { (uint(ph, 8, 8), uint(ph, 0x20, 8)) } else { (uint(ph, 4, 4), uint(ph, 0x10, 4)) };
+        ends.push(offset.saturating_add(filesz));
+    }
+    if ends.into_iter().any(|end| end > size) {
+        return Err(truncated());
+    }
+    Ok(())
 }
 
 fn describe(e: &LibraryError) -> String {
@@ -187,7 +244,11 @@ impl Plugin {
         let request = serde_json::to_string(call)?;
         let reply = match (self.module.call())(host, request.as_str().into()) {
             RResult::ROk(s) => s.into_string(),
-            RResult::RErr(e) => bail!("{e}"),
+            // The API crate reports a caught panic without knowing whose it was.
+            RResult::RErr(e) => match e.as_str().strip_prefix("plugin panicked: ") {
+                Some(what) => bail!("plugin '{name}' panicked during {}: {what}", call.name()),
+                None => bail!("{e}"),
+            },
         };
         parse_plan(name, &reply)
     }
@@ -199,7 +260,8 @@ fn parse_plan(plugin: &str, json: &str) -> Result<Plan> {
         serde_json::from_str(json).map_err(|e| anyhow!("plugin '{plugin}' returned an unreadable plan: {e}"))?;
     let steps = raw.get("steps").and_then(|s| s.as_array()).cloned().unwrap_or_default();
     for step in &steps {
-        let ops = std::iter::once(step.get("op")).chain(step.get("undo").and_then(|u| u.as_array()).into_iter().flatten().map(Some));
+        let ops = std::iter::once(step.get("op"))
+            .chain(step.get("undo").and_then(|u| u.as_array()).into_iter().flatten().map(Some));
         for op in ops.flatten() {
             if serde_json::from_value::<Op>(op.clone()).is_err() {
                 let tag = op.get("op").and_then(|t| t.as_str()).unwrap_or("?");
@@ -207,7 +269,7 @@ fn parse_plan(plugin: &str, json: &str) -> Result<Plan> {
             }
         }
     }
-    let plan: Plan = serde_json::from_value(raw).map_err(|e| anyhow!("plugin '{plugin}' returned an unreadable plan: {e}"))?;
+    let plan: Plan =
+        serde_json::from_value(raw).map_err(|e| anyhow!("plugin '{plugin}' returned an unreadable plan: {e}"))?;
     Ok(plan)
 }
-
