@@ -44,23 +44,74 @@ pub enum Check {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    CreateLink { name: String, kind: LinkKind },
-    DeleteLink { name: String, kind: LinkKind },
-    SetLinkUp { name: String, sandbox: Option<String> },
-    SetLinkDown { name: String, sandbox: Option<String> },
-    AddAddress { link: String, address: IpAddr, prefix: u8, sandbox: Option<String> },
-    RemoveAddress { link: String, address: IpAddr, prefix: u8, sandbox: Option<String> },
+    CreateLink {
+        name: String,
+        kind: LinkKind,
+    },
+    DeleteLink {
+        name: String,
+        kind: LinkKind,
+    },
+    SetLinkUp {
+        name: String,
+        sandbox: Option<String>,
+    },
+    SetLinkDown {
+        name: String,
+        sandbox: Option<String>,
+    },
+    AddAddress {
+        link: String,
+        address: IpAddr,
+        prefix: u8,
+        sandbox: Option<String>,
+    },
+    RemoveAddress {
+        link: String,
+        address: IpAddr,
+        prefix: u8,
+        sandbox: Option<String>,
+    },
     /// A point-to-point pair: `host` stays on the host, `peer` is created inside `sandbox`.
-    CreatePair { host: String, peer: String, sandbox: String },
-    DeletePair { host: String, peer: String, sandbox: String },
-    AttachToBridge { bridge: String, member: String },
-    DetachFromBridge { bridge: String, member: String },
-    AddDefaultRoute { gateway: IpAddr, sandbox: String },
-    RemoveDefaultRoute { gateway: IpAddr, sandbox: String },
-    CreateSandbox { sandbox: String, stack: Stack },
-    DestroySandbox { sandbox: String, stack: Stack },
+    CreatePair {
+        host: String,
+        peer: String,
+        sandbox: String,
+    },
+    DeletePair {
+        host: String,
+        peer: String,
+        sandbox: String,
+    },
+    AttachToBridge {
+        bridge: String,
+        member: String,
+    },
+    DetachFromBridge {
+        bridge: String,
+        member: String,
+    },
+    AddDefaultRoute {
+        gateway: IpAddr,
+        sandbox: String,
+    },
+    RemoveDefaultRoute {
+        gateway: IpAddr,
+        sandbox: String,
+    },
+    CreateSandbox {
+        sandbox: String,
+        stack: Stack,
+    },
+    DestroySandbox {
+        sandbox: String,
+        stack: Stack,
+    },
     /// Limit a `Restricted` sandbox to exactly these addresses (replaces the previous set).
-    RestrictAddresses { sandbox: String, addresses: Vec<IpAddr> },
+    RestrictAddresses {
+        sandbox: String,
+        addresses: Vec<IpAddr>,
+    },
 }
 
 impl Op {
@@ -161,6 +212,24 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The whole policy of a driver that cannot join networks: build the sandbox on start,
+    /// tear it down on stop, refuse everything else.
+    pub fn sandbox_only(call: &crate::Call, stack: Stack, plugin: &str) -> Result<Plan, crate::PluginError> {
+        let mut plan = Plan::new();
+        match call {
+            crate::Call::ContainerStart { container, .. } => {
+                plan.push(Op::CreateSandbox { sandbox: container.id.clone(), stack });
+            }
+            crate::Call::ContainerStop { container, .. } => {
+                plan.push(Op::DestroySandbox { sandbox: container.id.clone(), stack });
+            }
+            other => return Err(other.unsupported(plugin)),
+        }
+        Ok(plan)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,23 +265,5 @@ mod tests {
         let mut plan = Plan::new();
         plan.push(Op::CreateLink { name: "x".into(), kind: LinkKind::Loopback });
         assert_eq!(plan.steps[0].undo, vec![Op::DeleteLink { name: "x".into(), kind: LinkKind::Loopback }]);
-    }
-}
-
-impl Plan {
-    /// The whole policy of a driver that cannot join networks: build the sandbox on start,
-    /// tear it down on stop, refuse everything else.
-    pub fn sandbox_only(call: &crate::Call, stack: Stack, plugin: &str) -> Result<Plan, crate::PluginError> {
-        let mut plan = Plan::new();
-        match call {
-            crate::Call::ContainerStart { container, .. } => {
-                plan.push(Op::CreateSandbox { sandbox: container.id.clone(), stack });
-            }
-            crate::Call::ContainerStop { container, .. } => {
-                plan.push(Op::DestroySandbox { sandbox: container.id.clone(), stack });
-            }
-            other => return Err(other.unsupported(plugin)),
-        }
-        Ok(plan)
     }
 }

@@ -63,7 +63,13 @@ fn lowest_free(db: &Connection, net: &Network, s: &Cidr) -> Result<IpAddr> {
 }
 
 /// A new endpoint of `container` in `net`, with its addresses chosen (not yet recorded).
-pub fn new_endpoint(db: &Connection, net: &Network, container_id: &str, ip: Option<&str>, ip6: Option<&str>) -> Result<Endpoint> {
+pub fn new_endpoint(
+    db: &Connection,
+    net: &Network,
+    container_id: &str,
+    ip: Option<&str>,
+    ip6: Option<&str>,
+) -> Result<Endpoint> {
     Ok(Endpoint {
         id: state::new_id(),
         network_id: net.id.clone(),

@@ -24,12 +24,13 @@ pub fn create(ctx: &mut Ctx, args: CreateArgs<'_>) -> Result<()> {
     ctx.plugin(driver, PluginKind::Driver)?;
     let mut state = ctx.state()?;
     let session = ctx.begin(&state)?;
-    if state::resolve(&state.db, "containers", "container", args.name).is_ok_and(|id| {
-        state::container_by_id(&state.db, &id).is_ok_and(|c| c.name == args.name)
-    }) {
+    if state::resolve(&state.db, "containers", "container", args.name)
+        .is_ok_and(|id| state::container_by_id(&state.db, &id).is_ok_and(|c| c.name == args.name))
+    {
         bail!("container name is already taken");
     }
-    let container = Container { id: state::new_id(), name: args.name.to_string(), driver: driver.to_string(), running: false };
+    let container =
+        Container { id: state::new_id(), name: args.name.to_string(), driver: driver.to_string(), running: false };
     let endpoint = match args.network {
         None => None,
         Some(net) => {

@@ -26,8 +26,11 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(global: Global) -> Ctx {
-        let (state_default, run_default) =
-            if cfg!(target_os = "freebsd") { ("/var/db/kleene", "/var/run/kleene") } else { ("/var/lib/kleene", "/run/kleene") };
+        let (state_default, run_default) = if cfg!(target_os = "freebsd") {
+            ("/var/db/kleene", "/var/run/kleene")
+        } else {
+            ("/var/lib/kleene", "/run/kleene")
+        };
         let state_dir = global.state_dir.clone().unwrap_or_else(|| state_default.into());
         let run_dir = global.run_dir.clone().unwrap_or_else(|| run_default.into());
         Ctx { global, state_dir, run_dir, registry: None }
@@ -93,7 +96,9 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
     let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     let ok_rest = name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok_first || !ok_rest || name.len() > 64 {
-        bail!("invalid {what} name '{name}': use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit");
+        bail!(
+            "invalid {what} name '{name}': use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        );
     }
     Ok(())
 }

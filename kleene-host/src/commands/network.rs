@@ -24,7 +24,12 @@ fn parse_subnet(field: &str, value: Option<&str>, v4: bool) -> Result<Option<Cid
 }
 
 /// A gateway setting: (address, held by the network's interface).
-fn parse_gateway(field: &str, value: Option<&str>, subnet: Option<Cidr>, default_auto: bool) -> Result<(Option<IpAddr>, bool)> {
+fn parse_gateway(
+    field: &str,
+    value: Option<&str>,
+    subnet: Option<Cidr>,
+    default_auto: bool,
+) -> Result<(Option<IpAddr>, bool)> {
     let value = value.unwrap_or(if default_auto { "auto" } else { "none" });
     match (value, subnet) {
         ("none" | "", _) => Ok((None, false)),
@@ -36,7 +41,11 @@ fn parse_gateway(field: &str, value: Option<&str>, subnet: Option<Cidr>, default
         (ip, subnet) => {
             let ip: IpAddr = ip.parse().map_err(|_| anyhow!("invalid {field}: could not parse inet address {ip:?}"))?;
             let Some(subnet) = subnet else {
-                bail!("invalid {field}: there is no {} subnet to hold it; add --subnet{}", if ip.is_ipv4() { "IPv4" } else { "IPv6" }, if ip.is_ipv4() { "" } else { "6" });
+                bail!(
+                    "invalid {field}: there is no {} subnet to hold it; add --subnet{}",
+                    if ip.is_ipv4() { "IPv4" } else { "IPv6" },
+                    if ip.is_ipv4() { "" } else { "6" }
+                );
             };
             if ip.is_ipv4() != subnet.addr.is_ipv4() {
                 bail!("invalid {field}: wrong IP protocol");
@@ -64,7 +73,10 @@ fn validate_interface(name: &str) -> Result<()> {
 
 /// The lowest `kleene<N>` no network uses.
 fn free_interface(existing: &[NetworkRow]) -> String {
-    (0..).map(|n| format!("kleene{n}")).find(|n| !existing.iter().any(|r| &r.network.interface == n)).expect("unbounded")
+    (0..)
+        .map(|n| format!("kleene{n}"))
+        .find(|n| !existing.iter().any(|r| &r.network.interface == n))
+        .expect("unbounded")
 }
 
 pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
@@ -95,8 +107,13 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
     for (mine, field) in [(subnet, "subnet"), (subnet6, "subnet6")] {
         let Some(mine) = mine else { continue };
         for r in &existing {
-            if let Some(theirs) = [r.network.subnet, r.network.subnet6].into_iter().flatten().find(|t| t.overlaps(&mine)) {
-                bail!("invalid {field}: {mine} overlaps network '{}' ({theirs}); pick a disjoint subnet", r.network.name);
+            if let Some(theirs) =
+                [r.network.subnet, r.network.subnet6].into_iter().flatten().find(|t| t.overlaps(&mine))
+            {
+                bail!(
+                    "invalid {field}: {mine} overlaps network '{}' ({theirs}); pick a disjoint subnet",
+                    r.network.name
+                );
             }
         }
     }
@@ -183,7 +200,10 @@ pub fn inspect(ctx: &Ctx, ident: &str, json: bool) -> Result<()> {
     for (field, subnet) in [("subnet", row.network.subnet), ("subnet6", row.network.subnet6)] {
         if let Some(s) = subnet {
             let (used, free) = ipam::usage(&state.db, &id, &s)?;
-            usage.insert(field.into(), json!({"subnet": s.to_string(), "used": used.to_string(), "free": free.to_string()}));
+            usage.insert(
+                field.into(),
+                json!({"subnet": s.to_string(), "used": used.to_string(), "free": free.to_string()}),
+            );
         }
     }
     let doc = json!({
@@ -229,7 +249,9 @@ pub fn prune(ctx: &mut Ctx) -> Result<()> {
         let state = ctx.state()?;
         state::networks(&state.db)?
             .into_iter()
-            .filter(|r| state::endpoints_where(&state.db, "network_id", &r.network.id).map(|e| e.is_empty()).unwrap_or(false))
+            .filter(|r| {
+                state::endpoints_where(&state.db, "network_id", &r.network.id).map(|e| e.is_empty()).unwrap_or(false)
+            })
             .map(|r| r.network.id)
             .collect()
     };

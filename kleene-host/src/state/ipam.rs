@@ -61,7 +61,10 @@ pub fn init(db: &Connection, network_id: &str, subnet: &Cidr, reserved: &[IpAddr
 
 fn insert(db: &Connection, network_id: &str, like: IpAddr, start: u128, end: u128) -> Result<()> {
     let (s, e) = (key(from_bits(like, start)), key(from_bits(like, end)));
-    db.execute("INSERT INTO ipam_free(network_id, family, start, end) VALUES (?1, ?2, ?3, ?4)", params![network_id, family(like), s, e])?;
+    db.execute(
+        "INSERT INTO ipam_free(network_id, family, start, end) VALUES (?1, ?2, ?3, ?4)",
+        params![network_id, family(like), s, e],
+    )?;
     Ok(())
 }
 
@@ -82,9 +85,7 @@ fn range_of(db: &Connection, network_id: &str, ip: IpAddr) -> Result<Option<(u12
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    Ok(row
-        .map(|(s, e)| (to_bits(unkey(ip, &s)), to_bits(unkey(ip, &e))))
-        .filter(|(_, e)| *e >= to_bits(ip)))
+    Ok(row.map(|(s, e)| (to_bits(unkey(ip, &s)), to_bits(unkey(ip, &e)))).filter(|(_, e)| *e >= to_bits(ip)))
 }
 
 /// Whether `ip` is free to hand out.
@@ -152,7 +153,9 @@ pub fn release(db: &Connection, network_id: &str, ip: IpAddr) -> Result<()> {
 /// (used, free) host addresses of a subnet.
 pub fn usage(db: &Connection, network_id: &str, subnet: &Cidr) -> Result<(u128, u128)> {
     let mut stmt = db.prepare_cached("SELECT start, end FROM ipam_free WHERE network_id = ?1 AND family = ?2")?;
-    let rows = stmt.query_map(params![network_id, family(subnet.addr)], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let rows = stmt.query_map(params![network_id, family(subnet.addr)], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
     let mut free: u128 = 0;
     for row in rows {
         let (s, e) = row?;

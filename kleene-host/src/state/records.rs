@@ -162,8 +162,9 @@ pub fn resolve(db: &Connection, table: &str, what: &str, ident: &str) -> Result<
         bail!("{what} not found");
     }
     let mut stmt = db.prepare(&format!("SELECT id, name FROM {table} WHERE substr(id, 1, ?2) = ?1 ORDER BY id"))?;
-    let found: Vec<(String, String)> =
-        stmt.query_map(params![ident, ident.len()], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let found: Vec<(String, String)> = stmt
+        .query_map(params![ident, ident.len()], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     match found.as_slice() {
         [] => Err(anyhow!("{what} not found")),
         [(id, _)] => Ok(id.clone()),

@@ -15,7 +15,11 @@ fn held_gateways(network: &Network) -> Vec<(std::net::IpAddr, u8)> {
 
 impl Plugin for Bridge {
     fn info(&self) -> PluginInfo {
-        PluginInfo::network_type("bridge", env!("CARGO_PKG_VERSION"), "a bridge interface per network, holding the auto gateways")
+        PluginInfo::network_type(
+            "bridge",
+            env!("CARGO_PKG_VERSION"),
+            "a bridge interface per network, holding the auto gateways",
+        )
     }
 
     fn plan(&self, call: &Call, _host: &kleene_plugin_api::Host<'_>) -> Result<Plan, PluginError> {

@@ -8,7 +8,11 @@ pub struct Custom;
 
 impl Plugin for Custom {
     fn info(&self) -> PluginInfo {
-        PluginInfo::network_type("custom", env!("CARGO_PKG_VERSION"), "an existing interface the operator names; never created or destroyed")
+        PluginInfo::network_type(
+            "custom",
+            env!("CARGO_PKG_VERSION"),
+            "an existing interface the operator names; never created or destroyed",
+        )
     }
 
     fn plan(&self, call: &Call, _host: &kleene_plugin_api::Host<'_>) -> Result<Plan, PluginError> {

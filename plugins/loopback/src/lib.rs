@@ -8,7 +8,11 @@ pub struct Loopback;
 
 impl Plugin for Loopback {
     fn info(&self) -> PluginInfo {
-        PluginInfo::network_type("loopback", env!("CARGO_PKG_VERSION"), "an address-only interface per network (FreeBSD lo, Linux dummy)")
+        PluginInfo::network_type(
+            "loopback",
+            env!("CARGO_PKG_VERSION"),
+            "an address-only interface per network (FreeBSD lo, Linux dummy)",
+        )
     }
 
     fn plan(&self, call: &Call, _host: &kleene_plugin_api::Host<'_>) -> Result<Plan, PluginError> {

@@ -24,6 +24,14 @@ fn has_route(attachments: &[Attachment], v4: bool) -> bool {
     attachments.iter().any(|a| if v4 { a.network.gateway.is_some() } else { a.network.gateway6.is_some() })
 }
 
+/// One address family of an attachment.
+struct Family {
+    address: Option<IpAddr>,
+    prefix: Option<u8>,
+    gateway: Option<IpAddr>,
+    v4: bool,
+}
+
 /// Join one network: pair, bridge port, addresses, and default routes still missing.
 /// Order per family is address then route, as Kleene's jail parameters have it; the peer
 /// goes up before the first route (Linux refuses a route over a down link).
@@ -34,12 +42,22 @@ fn join(plan: &mut Plan, sandbox: &str, a: &Attachment, peer: String, earlier: &
     plan.push(Op::CreatePair { host: host.clone(), peer: peer.clone(), sandbox: in_sandbox.clone() });
     plan.push(Op::AttachToBridge { bridge: a.network.interface.clone(), member: host.clone() });
     plan.push(Op::SetLinkUp { name: host, sandbox: None });
-    let families: [(Option<IpAddr>, Option<u8>, Option<IpAddr>, bool); 2] = [
-        (a.endpoint.ip_address, a.network.subnet.map(|s| s.prefix), a.network.gateway, true),
-        (a.endpoint.ip_address6, a.network.subnet6.map(|s| s.prefix), a.network.gateway6, false),
+    let families = [
+        Family {
+            address: a.endpoint.ip_address,
+            prefix: a.network.subnet.map(|s| s.prefix),
+            gateway: a.network.gateway,
+            v4: true,
+        },
+        Family {
+            address: a.endpoint.ip_address6,
+            prefix: a.network.subnet6.map(|s| s.prefix),
+            gateway: a.network.gateway6,
+            v4: false,
+        },
     ];
     let mut peer_up = false;
-    for (address, prefix, gateway, v4) in families {
+    for Family { address, prefix, gateway, v4 } in families {
         if let (Some(address), Some(prefix)) = (address, prefix) {
             plan.push(Op::AddAddress { link: peer.clone(), address, prefix, sandbox: sandbox.clone() });
         }
@@ -63,7 +81,12 @@ fn leave(plan: &mut Plan, sandbox: &str, a: &Attachment) {
 
 impl Plugin for Vnet {
     fn info(&self) -> PluginInfo {
-        PluginInfo::driver("vnet", env!("CARGO_PKG_VERSION"), "a network stack of its own, joined to bridges by pairs", &["bridge"])
+        PluginInfo::driver(
+            "vnet",
+            env!("CARGO_PKG_VERSION"),
+            "a network stack of its own, joined to bridges by pairs",
+            &["bridge"],
+        )
     }
 
     fn plan(&self, call: &Call, _host: &Host<'_>) -> Result<Plan, PluginError> {

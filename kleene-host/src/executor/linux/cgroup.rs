@@ -57,8 +57,6 @@ fn unescape_octal(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Create the cgroup directory. An existing directory is an error so two
-/// containers can never silently share a cgroup.
 /// Mount the cgroup2 hierarchy at `at` (if it is not already there) and return it.
 pub fn mount_private(at: &Path) -> io::Result<PathBuf> {
     if at.join("cgroup.procs").exists() {
@@ -74,9 +72,18 @@ pub fn mount_private(at: &Path) -> io::Result<PathBuf> {
     Ok(at.to_path_buf())
 }
 
+/// Create the cgroup directory. An existing directory is an error so two
+/// containers can never silently share a cgroup.
 pub fn create(path: &Path) -> io::Result<()> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
+    // Another kleene may remove the shared parent when its last container goes: retry once.
+    for _ in 0..2 {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        match fs::create_dir(path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            other => return other,
+        }
     }
     fs::create_dir(path)
 }
@@ -89,14 +96,7 @@ pub fn add_process(path: &Path, pid: u32) -> io::Result<()> {
 /// The processes currently in the cgroup (not its descendants).
 pub fn processes(path: &Path) -> io::Result<Vec<u32>> {
     let procs = fs::read_to_string(path.join("cgroup.procs"))?;
-    procs
-        .lines()
-        .map(|l| {
-            l.trim()
-                .parse()
-                .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))
-        })
-        .collect()
+    procs.lines().map(|l| l.trim().parse().map_err(|e| io::Error::new(ErrorKind::InvalidData, e))).collect()
 }
 
 /// SIGKILL everything in the cgroup and its descendants, then wait until
@@ -111,10 +111,7 @@ pub fn kill_all(path: &Path) -> io::Result<()> {
     let deadline = Instant::now() + KILL_TIMEOUT;
     while is_populated(path)? {
         if Instant::now() >= deadline {
-            return Err(io::Error::new(
-                ErrorKind::TimedOut,
-                format!("processes still alive in {}", path.display()),
-            ));
+            return Err(io::Error::new(ErrorKind::TimedOut, format!("processes still alive in {}", path.display())));
         }
         if !kill_file.exists() {
             kill_pids(path)?;
@@ -182,15 +179,9 @@ mod tests {
     #[test]
     fn parses_mountinfo_line() {
         let line = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw";
-        assert_eq!(
-            cgroup2_mountpoint(line),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
+        assert_eq!(cgroup2_mountpoint(line), Some(PathBuf::from("/sys/fs/cgroup/unified")));
         let tagged = "30 1 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw,nsdelegate";
-        assert_eq!(
-            cgroup2_mountpoint(tagged),
-            Some(PathBuf::from("/sys/fs/cgroup"))
-        );
+        assert_eq!(cgroup2_mountpoint(tagged), Some(PathBuf::from("/sys/fs/cgroup")));
         let v1 = "35 31 0:30 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu";
         assert_eq!(cgroup2_mountpoint(v1), None);
     }

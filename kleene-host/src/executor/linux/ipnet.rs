@@ -29,7 +29,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use libc::{EADDRNOTAVAIL, ECONNREFUSED, ENETUNREACH, EPERM, c_long};
+use libc::{c_long, EADDRNOTAVAIL, ECONNREFUSED, ENETUNREACH, EPERM};
 
 /// The addresses a container may use; the first of each family is its
 /// primary (default source) address.
@@ -124,13 +124,7 @@ impl AttachPoint {
 /// Builds the programs for `r`, one per attach point (always all of them, so
 /// a later `apply` can replace each one in place).
 pub fn programs(r: &Restriction) -> Vec<Program> {
-    AttachPoint::ALL
-        .iter()
-        .map(|&attach| Program {
-            attach,
-            insns: build(attach, r),
-        })
-        .collect()
+    AttachPoint::ALL.iter().map(|&attach| Program { attach, insns: build(attach, r) }).collect()
 }
 
 fn build(attach: AttachPoint, r: &Restriction) -> Vec<Insn> {
@@ -465,12 +459,7 @@ const JMP32_JNE_K: u8 = 0x56;
 
 impl Asm {
     fn emit(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) {
-        self.insns.push(Insn {
-            code,
-            regs: (src << 4) | dst,
-            off,
-            imm,
-        });
+        self.insns.push(Insn { code, regs: (src << 4) | dst, off, imm });
     }
 
     fn new_label(&mut self) -> Label {
@@ -595,10 +584,7 @@ const MAX_PROGS: usize = 64;
 pub fn apply(cgroup: &Path, r: &Restriction) -> io::Result<()> {
     let dir = File::open(cgroup)?;
     // Load everything first so a verifier rejection changes nothing.
-    let loaded = programs(r)
-        .iter()
-        .map(|p| Ok((p.attach, load(p)?)))
-        .collect::<io::Result<Vec<_>>>()?;
+    let loaded = programs(r).iter().map(|p| Ok((p.attach, load(p)?))).collect::<io::Result<Vec<_>>>()?;
     for (attach, prog) in &loaded {
         let old = find_attached(&dir, *attach)?;
         attach_prog(&dir, *attach, prog, old.as_ref())?;
@@ -610,10 +596,7 @@ pub fn apply(cgroup: &Path, r: &Restriction) -> io::Result<()> {
 /// (the driver's own and any others).
 pub fn attached_count(cgroup: &Path) -> io::Result<usize> {
     let dir = File::open(cgroup)?;
-    AttachPoint::ALL
-        .iter()
-        .map(|&a| Ok(query(&dir, a)?.len()))
-        .sum()
+    AttachPoint::ALL.iter().map(|&a| Ok(query(&dir, a)?.len())).sum()
 }
 
 fn bpf<T>(cmd: c_long, attr: &mut T) -> io::Result<i64> {
@@ -665,10 +648,7 @@ fn load(p: &Program) -> io::Result<OwnedFd> {
             let err = load_with_log(p, &mut log).expect_err("verifier is deterministic");
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let log = String::from_utf8_lossy(&log[..end]);
-            Err(io::Error::new(
-                err.kind(),
-                format!("loading {}: {err}\n{log}", p.attach.name()),
-            ))
+            Err(io::Error::new(err.kind(), format!("loading {}: {err}\n{log}", p.attach.name())))
         }
     }
 }
@@ -686,11 +666,7 @@ fn load_with_log(p: &Program, log: &mut [u8]) -> io::Result<OwnedFd> {
         log_level: u32::from(!log.is_empty()),
         log_size: log.len() as u32,
         // All three log fields must be zero when no log is wanted.
-        log_buf: if log.is_empty() {
-            0
-        } else {
-            log.as_mut_ptr() as u64
-        },
+        log_buf: if log.is_empty() { 0 } else { log.as_mut_ptr() as u64 },
         prog_name: name,
         expected_attach_type: p.attach.attach_type(),
         ..Default::default()
@@ -708,12 +684,7 @@ struct AttachAttr {
     replace_bpf_fd: u32,
 }
 
-fn attach_prog(
-    dir: &File,
-    attach: AttachPoint,
-    prog: &OwnedFd,
-    replace: Option<&OwnedFd>,
-) -> io::Result<()> {
+fn attach_prog(dir: &File, attach: AttachPoint, prog: &OwnedFd, replace: Option<&OwnedFd>) -> io::Result<()> {
     // ALLOW_MULTI keeps programs of other owners (and of parent cgroups)
     // running alongside ours.
     let mut attr = AttachAttr {
@@ -781,10 +752,7 @@ struct GetFdByIdAttr {
 }
 
 fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
-    let mut attr = GetFdByIdAttr {
-        prog_id: id,
-        ..Default::default()
-    };
+    let mut attr = GetFdByIdAttr { prog_id: id, ..Default::default() };
     bpf_fd(BPF_PROG_GET_FD_BY_ID, &mut attr)
 }
 
@@ -839,11 +807,7 @@ mod tests {
     }
 
     fn program(r: &Restriction, attach: AttachPoint) -> Vec<Insn> {
-        programs(r)
-            .into_iter()
-            .find(|p| p.attach == attach)
-            .unwrap()
-            .insns
+        programs(r).into_iter().find(|p| p.attach == attach).unwrap().insns
     }
 
     fn has_imm(insns: &[Insn], imm: i32) -> bool {
@@ -856,12 +820,7 @@ mod tests {
         let attaches: Vec<_> = ps.iter().map(|p| p.attach).collect();
         assert_eq!(attaches, AttachPoint::ALL);
         for p in &ps {
-            assert!(
-                p.insns.len() < 100,
-                "{:?} is {} insns",
-                p.attach,
-                p.insns.len()
-            );
+            assert!(p.insns.len() < 100, "{:?} is {} insns", p.attach, p.insns.len());
             assert_eq!(p.insns.last().unwrap().code, JMP_EXIT);
         }
     }

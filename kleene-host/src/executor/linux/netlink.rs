@@ -80,13 +80,7 @@ pub struct LinkInfo {
 impl Netlink {
     /// Opens a socket in the calling thread's current netns.
     pub fn open() -> io::Result<Netlink> {
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
+        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -116,20 +110,13 @@ impl Netlink {
         let mut req = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
         req.push(&ifinfomsg(0, 0));
         req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        req.nest(IFLA_LINKINFO | NLA_F_NESTED, |r| {
-            r.attr_str(IFLA_INFO_KIND, kind)
-        });
+        req.nest(IFLA_LINKINFO | NLA_F_NESTED, |r| r.attr_str(IFLA_INFO_KIND, kind));
         self.ack(req)
     }
 
     /// Creates a veth pair whose peer is born directly inside `peer_netns`,
     /// so it never shows up (or clashes by name) in the current netns.
-    pub fn create_veth(
-        &mut self,
-        name: &str,
-        peer: &str,
-        peer_netns: BorrowedFd<'_>,
-    ) -> io::Result<()> {
+    pub fn create_veth(&mut self, name: &str, peer: &str, peer_netns: BorrowedFd<'_>) -> io::Result<()> {
         let (name, peer) = (checked_name(name)?, checked_name(peer)?);
         let ns_fd = peer_netns.as_raw_fd() as u32;
         let mut req = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
@@ -179,8 +166,7 @@ impl Netlink {
     }
 
     pub fn add_address(&mut self, name: &str, addr: IpAddr, prefix: u8) -> io::Result<()> {
-        let req =
-            self.address_request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, name, addr, prefix)?;
+        let req = self.address_request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, name, addr, prefix)?;
         self.ack(req)
     }
 
@@ -191,12 +177,7 @@ impl Netlink {
 
     pub fn add_default_route(&mut self, gateway: IpAddr) -> io::Result<()> {
         let mut req = Request::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
-        req.push(&rtmsg(
-            family(gateway),
-            RTPROT_BOOT,
-            RT_SCOPE_UNIVERSE,
-            RTN_UNICAST,
-        ));
+        req.push(&rtmsg(family(gateway), RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST));
         req.attr(RTA_GATEWAY, &ip_bytes(gateway));
         self.ack(req)
     }
@@ -251,14 +232,7 @@ impl Netlink {
         Ok(self.get_link(req)?.map(|l| l.name))
     }
 
-    fn address_request(
-        &mut self,
-        ty: u16,
-        flags: u16,
-        name: &str,
-        addr: IpAddr,
-        prefix: u8,
-    ) -> io::Result<Request> {
+    fn address_request(&mut self, ty: u16, flags: u16, name: &str, addr: IpAddr, prefix: u8) -> io::Result<Request> {
         let max_prefix = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max_prefix {
             return Err(invalid(format!("prefix /{prefix} too long for {addr}")));
@@ -344,8 +318,7 @@ impl Netlink {
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            let rc =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let rc = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if rc >= 0 {
                 return Ok(rc as usize);
             }
@@ -432,20 +405,7 @@ fn ifaddrmsg(family: u8, prefix: u8, flags: u8, index: u32) -> [u8; 8] {
 
 /// rtmsg for a default route (dst_len 0) in the main table.
 fn rtmsg(family: u8, protocol: u8, scope: u8, ty: u8) -> [u8; 12] {
-    [
-        family,
-        0,
-        0,
-        0,
-        RT_TABLE_MAIN,
-        protocol,
-        scope,
-        ty,
-        0,
-        0,
-        0,
-        0,
-    ]
+    [family, 0, 0, 0, RT_TABLE_MAIN, protocol, scope, ty, 0, 0, 0, 0]
 }
 
 fn family(addr: IpAddr) -> u8 {
@@ -522,21 +482,13 @@ fn status(body: &[u8]) -> io::Result<()> {
 fn parse_link(body: &[u8]) -> Option<LinkInfo> {
     let index = read_u32(body, 4)?;
     let flags = read_u32(body, 8)?;
-    let mut link = LinkInfo {
-        index,
-        name: String::new(),
-        kind: None,
-        up: flags & IFF_UP != 0,
-        master: None,
-    };
+    let mut link = LinkInfo { index, name: String::new(), kind: None, up: flags & IFF_UP != 0, master: None };
     for (ty, data) in attrs(body.get(16..)?) {
         match ty {
             IFLA_IFNAME => link.name = c_string(data),
             IFLA_MASTER => link.master = read_u32(data, 0).filter(|&m| m != 0),
             IFLA_LINKINFO => {
-                link.kind = attrs(data)
-                    .find(|&(t, _)| t == IFLA_INFO_KIND)
-                    .map(|(_, kind)| c_string(kind));
+                link.kind = attrs(data).find(|&(t, _)| t == IFLA_INFO_KIND).map(|(_, kind)| c_string(kind));
             }
             _ => {}
         }
@@ -578,12 +530,7 @@ fn default_route_oif(body: &[u8]) -> Option<u32> {
 fn checked_name(name: &str) -> io::Result<&str> {
     // Mirrors the kernel's dev_valid_name() so errors name the culprit.
     let bad_char = |c: char| c == '/' || c == ':' || c == '\0' || c.is_whitespace();
-    if name.is_empty()
-        || name.len() >= IFNAMSIZ
-        || name == "."
-        || name == ".."
-        || name.contains(bad_char)
-    {
+    if name.is_empty() || name.len() >= IFNAMSIZ || name == "." || name == ".." || name.contains(bad_char) {
         return Err(invalid(format!("invalid interface name {name:?}")));
     }
     Ok(name)
@@ -594,10 +541,7 @@ fn invalid(msg: String) -> io::Error {
 }
 
 fn not_found(name: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("interface {name} not found"),
-    )
+    io::Error::new(io::ErrorKind::NotFound, format!("interface {name} not found"))
 }
 
 fn nodev_to_not_found(err: io::Error, name: &str) -> io::Error {

@@ -17,11 +17,7 @@ pub fn create(path: &Path) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o444)
-        .open(path)?;
+    OpenOptions::new().write(true).create_new(true).mode(0o444).open(path)?;
     let result = on_thread(|| pin_new_netns(path));
     if result.is_err() {
         let _ = fs::remove_file(path);
@@ -70,24 +66,12 @@ fn pin_new_netns(target: &Path) -> io::Result<()> {
     // thread-self, not self: only this thread switched namespace.
     let source = c"/proc/thread-self/ns/net";
     let target = c_path(target)?;
-    cvt(unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND,
-            std::ptr::null(),
-        )
-    })
+    cvt(unsafe { libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) })
 }
 
 /// Runs `f` on a fresh scoped thread, propagating its panic if any.
 fn on_thread<T: Send>(f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
-    thread::scope(|s| {
-        s.spawn(f)
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
+    thread::scope(|s| s.spawn(f).join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {

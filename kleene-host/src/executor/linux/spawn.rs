@@ -14,7 +14,10 @@ pub fn run(run_dir: &Path, sandbox: &str, argv: &[String]) -> Result<i32> {
     let mut exec = LinuxExecutor::new(run_dir);
     let cg = exec.cgroup_path(sandbox)?;
     // Open everything before fork: the child may only make async-signal-safe calls.
-    let mut procs = File::options().write(true).open(cg.join("cgroup.procs")).with_context(|| format!("container {sandbox} has no cgroup"))?;
+    let mut procs = File::options()
+        .write(true)
+        .open(cg.join("cgroup.procs"))
+        .with_context(|| format!("container {sandbox} has no cgroup"))?;
     let ns_path = LinuxExecutor::netns_path(run_dir, sandbox);
     let ns = if ns_path.exists() { Some(netns::open(&ns_path)?) } else { None };
     let mut cmd = Command::new(&argv[0]);
