@@ -61,9 +61,10 @@ pub fn run(
     state.db.execute("INSERT INTO journal (what, undo) VALUES (?1, ?2)", params![what, undo])?;
     let journal_id = state.db.last_insert_rowid();
     let mut facts = Vec::new();
+    let fault = Fault::from_env();
     for (i, step) in plan.steps.iter().enumerate() {
         tracing::debug!(op = ?step.op, "apply");
-        match exec.apply(&step.op) {
+        match fault.before_step(i).and_then(|()| exec.apply(&step.op)) {
             Ok(f) => facts.extend(f),
             Err(e) => {
                 undo_all(exec, &undo_of(plan, i));
@@ -98,4 +99,27 @@ pub fn render(exec: &mut dyn crate::executor::Renderer, plan: &Plan) -> Result<(
         println!("{line}");
     }
     Ok(())
+}
+
+/// Fault injection for crash and rollback tests: `KLEENE_FAULT_INJECT=fail-at:N` makes step N
+/// (0-based) fail; `abort-at:N` kills the process there, as a crash or `kill -9` would.
+struct Fault {
+    action: Option<(bool, usize)>,
+}
+
+impl Fault {
+    fn from_env() -> Fault {
+        let spec = std::env::var("KLEENE_FAULT_INJECT").unwrap_or_default();
+        let parse = |prefix: &str| spec.strip_prefix(prefix).and_then(|n| n.parse().ok());
+        let action = parse("fail-at:").map(|n| (false, n)).or_else(|| parse("abort-at:").map(|n| (true, n)));
+        Fault { action }
+    }
+
+    fn before_step(&self, i: usize) -> Result<()> {
+        match self.action {
+            Some((true, n)) if n == i => std::process::abort(),
+            Some((false, n)) if n == i => anyhow::bail!("injected fault at step {i}"),
+            _ => Ok(()),
+        }
+    }
 }
