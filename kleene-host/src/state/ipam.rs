@@ -165,3 +165,107 @@ pub fn usage(db: &Connection, network_id: &str, subnet: &Cidr) -> Result<(u128, 
     let total = (last - first).saturating_add(1);
     Ok((total.saturating_sub(free), free))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn db() -> Connection {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(
+            "CREATE TABLE ipam_free (network_id TEXT NOT NULL, family INTEGER NOT NULL, start BLOB NOT NULL, end BLOB NOT NULL,
+             PRIMARY KEY (network_id, family, start)) WITHOUT ROWID;",
+        )
+        .unwrap();
+        db
+    }
+
+    fn cidr(s: &str) -> Cidr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn lowest_first_skipping_network_gateway_and_broadcast() {
+        let db = db();
+        let s = cidr("10.0.0.0/29");
+        init(&db, "n", &s, &["10.0.0.1".parse().unwrap()]).unwrap();
+        let got: Vec<String> = (0..5).map(|_| allocate(&db, "n", &s).unwrap().to_string()).collect();
+        assert_eq!(got, ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"]);
+        let err = allocate(&db, "n", &s).unwrap_err().to_string();
+        assert_eq!(err, "no more inet IP's left in the network");
+        release(&db, "n", "10.0.0.4".parse().unwrap()).unwrap();
+        assert_eq!(allocate(&db, "n", &s).unwrap().to_string(), "10.0.0.4");
+        assert_eq!(usage(&db, "n", &s).unwrap(), (6, 0));
+    }
+
+    #[test]
+    fn ipv6_exhaustion_names_inet6_and_keeps_the_last_address() {
+        let db = db();
+        let s = cidr("fd00::/126");
+        init(&db, "n", &s, &[]).unwrap();
+        let got: Vec<String> = (0..3).map(|_| allocate(&db, "n", &s).unwrap().to_string()).collect();
+        assert_eq!(got, ["fd00::1", "fd00::2", "fd00::3"]);
+        assert_eq!(allocate(&db, "n", &s).unwrap_err().to_string(), "no more inet6 IP's left in the network");
+    }
+
+    #[test]
+    fn explicit_take_splits_ranges_and_refuses_duplicates() {
+        let db = db();
+        let s = cidr("192.168.5.0/24");
+        init(&db, "n", &s, &[]).unwrap();
+        take(&db, "n", "192.168.5.7".parse().unwrap()).unwrap();
+        assert!(take(&db, "n", "192.168.5.7".parse().unwrap()).is_err());
+        assert!(!is_free(&db, "n", "192.168.5.255".parse().unwrap()).unwrap(), "broadcast never free");
+        assert!(!is_free(&db, "n", "192.168.5.0".parse().unwrap()).unwrap(), "network address never free");
+        assert!(is_free(&db, "n", "192.168.5.8".parse().unwrap()).unwrap());
+    }
+
+    /// xorshift: a deterministic stream of pseudo-random numbers without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Property: random allocate/release sequences never hand out an address twice, nor
+    /// the network address, broadcast or gateway, and always hand out the lowest free one.
+    #[test]
+    fn random_sequences_match_a_model() {
+        for (seed, subnet, gw) in [(1u64, "10.9.0.0/27", "10.9.0.1"), (7, "fd00:9::/123", "fd00:9::5"), (42, "10.9.8.0/30", "10.9.8.2")] {
+            let db = db();
+            let s = cidr(subnet);
+            let gw: IpAddr = gw.parse().unwrap();
+            init(&db, "n", &s, &[gw]).unwrap();
+            let (first, last) = usable_range(&s);
+            let mut model: BTreeSet<u128> = (first..=last).filter(|n| *n != to_bits(gw)).collect();
+            let mut held: Vec<u128> = Vec::new();
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            for _ in 0..2000 {
+                if rng.next() % 3 != 0 || held.is_empty() {
+                    match allocate(&db, "n", &s) {
+                        Ok(ip) => {
+                            let n = to_bits(ip);
+                            assert_eq!(Some(n), model.iter().next().copied(), "lowest free first");
+                            assert!(n != to_bits(gw) && n >= first && n <= last);
+                            model.remove(&n);
+                            held.push(n);
+                        }
+                        Err(_) => assert!(model.is_empty(), "exhausted only when nothing is free"),
+                    }
+                } else {
+                    let n = held.swap_remove((rng.next() as usize) % held.len());
+                    release(&db, "n", from_bits(s.addr, n)).unwrap();
+                    model.insert(n);
+                }
+                let (used, free) = usage(&db, "n", &s).unwrap();
+                assert_eq!(free, model.len() as u128);
+                assert_eq!(used + free, last - first + 1);
+            }
+        }
+    }
+}
