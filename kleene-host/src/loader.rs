@@ -6,7 +6,7 @@
 //! it needs; the first file of a name wins and later ones are listed as shadowed.
 
 use crate::logging::PluginServices;
-use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::library::{lib_header_from_path, LibraryError, RootModuleError};
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::sabi_types::RRef;
 use abi_stable::std_types::RResult;
@@ -226,7 +226,8 @@ fn describe(e: &LibraryError) -> String {
             "built for an incompatible plugin ABI {actual_version} (this kleene loads {expected_version}); rebuild the plugin"
         ),
         LibraryError::AbiInstability(_) => "its interface layout does not match this kleene's; rebuild the plugin".into(),
-        LibraryError::RootModule { .. } => format!("plugin failed while initialising: {}", first_line(e)),
+        LibraryError::RootModule { err: RootModuleError::Unwound, .. } => "plugin panicked while initialising".into(),
+        LibraryError::RootModule { err, .. } => format!("plugin failed while initialising: {}", first_line(err)),
         other => first_line(other),
     }
 }

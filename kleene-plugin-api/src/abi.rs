@@ -79,7 +79,11 @@ extern "C" fn call_entry<P: Plugin>(host: HostRef<'_>, request: RStr<'_>) -> RRe
 
 /// Run `f`, turning a panic into an error message so it never unwinds into the host.
 fn guarded(f: impl FnOnce() -> Result<String, String>) -> RResult<RString, RString> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    quiet_panics();
+    IN_CALL.with(|c| c.set(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_CALL.with(|c| c.set(false));
+    match result {
         Ok(Ok(s)) => ROk(s.into()),
         Ok(Err(e)) => RErr(e.into()),
         Err(payload) => {
@@ -88,9 +92,33 @@ fn guarded(f: impl FnOnce() -> Result<String, String>) -> RResult<RString, RStri
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            RErr(format!("plugin panicked: {what}").into())
+            let at = PANIC_AT.with(|l| l.take()).map(|l| format!(" (at {l})")).unwrap_or_default();
+            RErr(format!("plugin panicked: {what}{at}").into())
         }
     }
+}
+
+thread_local! {
+    static IN_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static PANIC_AT: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
+}
+
+/// The default panic hook would print the panic (and maybe a backtrace) on the host's
+/// stderr, around the one-line error the host prints. During a plugin call the hook only
+/// records where the panic happened, for that error; elsewhere it defers to the previous
+/// hook. The hook is this library's own: every cdylib carries its own copy of std.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_CALL.with(|c| c.get()) {
+                PANIC_AT.with(|l| l.set(info.location().map(|l| format!("{}:{}", l.file(), l.line()))));
+            } else {
+                previous(info)
+            }
+        }));
+    });
 }
 
 /// The symbol abi_stable 0.11 looks up in every library. Spelled out here (and checked by a

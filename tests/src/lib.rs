@@ -3,6 +3,7 @@
 //! own interfaces. The test command (README) builds the workspace before running tests.
 
 use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +22,40 @@ pub fn kleene_bin() -> PathBuf {
     let bin = target_dir().join("kleene");
     assert!(bin.exists(), "{} is missing: build the workspace first (cargo build --workspace)", bin.display());
     bin
+}
+
+/// The plugins this workspace ships. `target/debug` also holds the deliberately broken
+/// fixture plugins (`libkleene_fixture_*.so`), so tests never point the host at it directly.
+pub const REAL_PLUGINS: [&str; 7] = ["loopback", "bridge", "custom", "host", "ipnet", "vnet", "disabled"];
+
+/// The built plugin file of `name` (a real plugin, or `fixture_<what>` for a fixture).
+pub fn plugin_file(name: &str) -> PathBuf {
+    let file = target_dir().join(format!("libkleene_{name}.so"));
+    assert!(file.exists(), "{} is missing: build the workspace first (cargo build --workspace)", file.display());
+    file
+}
+
+/// Put the built plugins `names` into `dir` (created, mode 0755), as hard links where
+/// possible (cheap; cargo replaces rather than rewrites its outputs) and copies otherwise.
+/// Tests that change a plugin file's mode or owner must copy it themselves.
+pub fn install_plugins(dir: &Path, names: &[&str]) {
+    std::fs::create_dir_all(dir).expect("plugin dir");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod plugin dir");
+    for name in names {
+        let (from, to) = (plugin_file(name), dir.join(format!("libkleene_{name}.so")));
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).expect("copy plugin");
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).expect("chmod plugin");
+        }
+    }
+}
+
+/// Run the built `kleene` directly (no namespace): for commands that only read plugins.
+/// `KLEENE_PLUGIN_PATH` and `KLEENE_LOG` come only from `env`.
+pub fn run_kleene(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(kleene_bin());
+    cmd.args(args).env_remove("KLEENE_PLUGIN_PATH").env_remove("KLEENE_LOG").envs(env.iter().copied());
+    Run::from(cmd.output().expect("run kleene"))
 }
 
 /// A private scratch directory, removed on drop.
@@ -95,10 +130,17 @@ pub struct Sandbox {
 impl Sandbox {
     pub fn new(tag: &str) -> Sandbox {
         let dir = TempDir::new(tag);
-        let name = format!("kt{}-{}", std::process::id(), dir.path().file_name().unwrap().to_string_lossy().rsplit('-').next().unwrap());
+        let name = format!(
+            "kt{}-{}",
+            std::process::id(),
+            dir.path().file_name().unwrap().to_string_lossy().rsplit('-').next().unwrap()
+        );
         let status = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
         assert!(status.success(), "cannot create test namespace {name}");
-        let sb = Sandbox { name, dir, plugin_path: target_dir().display().to_string() };
+        // A plugin dir of the real plugins only: target/debug also holds the test fixtures.
+        let plugins = dir.path().join("plugins");
+        install_plugins(&plugins, &REAL_PLUGINS);
+        let sb = Sandbox { name, dir, plugin_path: plugins.display().to_string() };
         sb.sh("ip link set lo up").ok();
         sb
     }
@@ -147,7 +189,12 @@ impl Sandbox {
 
     /// Names of the links in the namespace.
     pub fn links(&self) -> Vec<String> {
-        self.ip_json("link show").as_array().into_iter().flatten().filter_map(|l| l["ifname"].as_str().map(String::from)).collect()
+        self.ip_json("link show")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["ifname"].as_str().map(String::from))
+            .collect()
     }
 
     /// The state database file (to assert commands that fail leave it unchanged).
