@@ -13,7 +13,14 @@ pub fn init(verbose: u8, filter: Option<&str>) {
         _ => "trace",
     };
     let filter = filter.map(EnvFilter::new).unwrap_or_else(|| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
+    // Colour only on a terminal: logs captured to files or pipes stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .without_time()
+        .try_init();
 }
 
 /// Forwards a plugin's log calls to the host's subscriber, tagged with the plugin's name.
