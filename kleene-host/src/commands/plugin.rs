@@ -39,7 +39,17 @@ fn rows(ctx: &mut Ctx) -> Vec<Value> {
 }
 
 pub fn ls(ctx: &mut Ctx, as_json: bool) -> Result<()> {
+    let started = std::time::Instant::now();
     let rows = rows(ctx);
+    // Diagnostics for bench/plugins.sh: discovery + load + checks of every file, in-process.
+    if std::env::var_os("KLEENE_TIMING").is_some() {
+        let ok = rows.iter().filter(|r| r["status"] == "ok").count();
+        eprintln!(
+            "plugin ls: {} files, {ok} loaded and checked in {:.3} ms",
+            rows.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
