@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod executor;
+pub mod firewall;
 pub mod loader;
 pub mod logging;
 pub mod state;
