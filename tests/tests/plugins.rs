@@ -66,6 +66,20 @@ fn sandbox_with(tag: &str, names: &[&str], fixtures: &[&str]) -> Sandbox {
 }
 
 #[test]
+fn the_sandbox_plugin_dir_holds_exactly_the_real_plugins() {
+    // target/debug also holds the fixtures: the harness must not hand those to other tests.
+    let sb = Sandbox::new("clean");
+    let rows = ls(&sb.plugin_path);
+    let mut names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let mut want = REAL_PLUGINS.to_vec();
+    names.sort();
+    want.sort();
+    assert_eq!(names, want);
+    assert_real_ok(&rows, Path::new(&sb.plugin_path), &REAL_PLUGINS);
+    assert!(ls(&target_dir().display().to_string()).iter().any(|r| r["name"] == "fixture_badapi"));
+}
+
+#[test]
 fn broken_plugins_are_reported_one_line_each_and_the_rest_still_work() {
     let tmp = TempDir::new("broken");
     let dir = tmp.path();
