@@ -158,6 +158,9 @@ pub enum ContainerCmd {
         ip: Option<String>,
         #[arg(long)]
         ip6: Option<String>,
+        /// Publish a port: [IF:]HOST[-END][:CONTAINER|:C-*|:C-CEND|:*][/tcp|/udp] (repeatable).
+        #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+        publish: Vec<String>,
         name: String,
     },
     /// Build the container's sandbox.

@@ -5,29 +5,60 @@
 //! until they commit. The journal row is committed before the first host change and deleted
 //! in the same transaction that commits the new state; a row left behind by a crash or
 //! `kill -9` is rolled back by the next `kleene` that takes the lock.
+//!
+//! The firewall is derived from state, not planned: once the commit closure has written the
+//! new state into the transaction, the ruleset is computed from the transaction's view and
+//! applied through the executor, and only then is the transaction committed. If applying it
+//! fails, the transaction is rolled back, the plan's host steps are undone and the ruleset of
+//! the state before the change is applied again.
 
-use crate::executor::{Executor, Fact};
+use crate::executor::{Executor, Fact, Renderer};
+use crate::firewall::{self, Ruleset};
 use crate::state::{HostLock, State};
 use anyhow::{Context, Result};
 use kleene_plugin_api::{Op, Plan};
 use rusqlite::{params, Transaction};
 use std::path::Path;
 
-/// Take the host lock and finish any rollback a crashed run left behind.
-pub fn lock_and_recover(state: &State, state_dir: &Path, exec: &mut dyn Executor) -> Result<HostLock> {
+/// Take the host lock and finish any rollback a crashed run left behind (and, if there was
+/// one, put the firewall back to what state says: the crash may have come after it changed).
+pub fn lock_and_recover(
+    state: &State,
+    state_dir: &Path,
+    exec: &mut dyn Executor,
+    host_gw_if: &str,
+) -> Result<HostLock> {
     let lock = HostLock::acquire(state_dir)?;
     let rows: Vec<(i64, String, String)> = {
         let mut stmt = state.db.prepare("SELECT id, what, undo FROM journal ORDER BY id DESC")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
+    let interrupted = !rows.is_empty();
     for (id, what, undo) in rows {
         tracing::warn!("rolling back interrupted operation: {what}");
         let ops: Vec<Op> = serde_json::from_str(&undo).context("corrupt journal entry")?;
         undo_all(exec, &ops);
         state.db.execute("DELETE FROM journal WHERE id = ?1", [id])?;
     }
+    if interrupted {
+        restore_firewall(state, exec, host_gw_if);
+    }
     Ok(lock)
+}
+
+/// Apply the ruleset of the committed state (after a failure: errors are only logged).
+fn restore_firewall(state: &State, exec: &mut dyn Executor, host_gw_if: &str) {
+    let restored = firewall::load(&state.db, host_gw_if).and_then(|r| exec.apply_firewall(&r));
+    if let Err(e) = restored {
+        tracing::warn!("restoring the previous firewall rules failed: {e:#}");
+    }
+}
+
+/// Re-apply the firewall from state (`kleene system reconcile`).
+pub fn reapply_firewall(state: &State, exec: &mut dyn Executor, host_gw_if: &str) -> Result<()> {
+    let rules = firewall::load(&state.db, host_gw_if)?;
+    exec.apply_firewall(&rules).context("cannot apply the firewall rules")
 }
 
 fn undo_all(exec: &mut dyn Executor, ops: &[Op]) {
@@ -46,12 +77,14 @@ fn undo_of(plan: &Plan, done: usize) -> Vec<Op> {
     plan.steps[..done].iter().rev().flat_map(|s| s.undo.iter().cloned()).collect()
 }
 
-/// Execute `plan`, then run `commit` and delete the journal row in one transaction.
+/// Execute `plan`, then run `commit`, apply the firewall of the new state and delete the
+/// journal row, committing the transaction only when all of that succeeded.
 pub fn run(
     state: &mut State,
     exec: &mut dyn Executor,
     what: &str,
     plan: &Plan,
+    host_gw_if: &str,
     commit: impl FnOnce(&Transaction<'_>, &[Fact]) -> Result<()>,
 ) -> Result<()> {
     for check in &plan.checks {
@@ -74,27 +107,37 @@ pub fn run(
         }
     }
     let finished = exec.finish();
+    let mut firewall_touched = false;
     let committed = finished.and_then(|()| {
         let tx = state.db.transaction()?;
         commit(&tx, &facts)?;
+        let rules = firewall::load(&tx, host_gw_if)?;
+        firewall_touched = true;
+        fault.before_firewall()?;
+        exec.apply_firewall(&rules).context("cannot update the firewall")?;
         tx.execute("DELETE FROM journal WHERE id = ?1", [journal_id])?;
         tx.commit()?;
         Ok(())
     });
     if let Err(e) = committed {
         undo_all(exec, &undo_of(plan, plan.steps.len()));
+        if firewall_touched {
+            restore_firewall(state, exec, host_gw_if);
+        }
         state.db.execute("DELETE FROM journal WHERE id = ?1", [journal_id])?;
         return Err(e);
     }
     Ok(())
 }
 
-/// Print what `plan` would do, as `exec` renders it, and change nothing.
-pub fn render(exec: &mut dyn crate::executor::Renderer, plan: &Plan) -> Result<()> {
+/// Print what `plan` would do, as `exec` renders it, then the firewall the change would
+/// produce (`rules`), and change nothing.
+pub fn render(exec: &mut dyn Renderer, plan: &Plan, rules: &Ruleset) -> Result<()> {
     for step in &plan.steps {
         exec.apply(&step.op)?;
     }
     exec.finish()?;
+    exec.apply_firewall(rules)?;
     for line in exec.lines() {
         println!("{line}");
     }
@@ -103,6 +146,7 @@ pub fn render(exec: &mut dyn crate::executor::Renderer, plan: &Plan) -> Result<(
 
 /// Fault injection for crash and rollback tests: `KLEENE_FAULT_INJECT=fail-at:N` makes step N
 /// (0-based) fail; `abort-at:N` kills the process there, as a crash or `kill -9` would.
+/// `fail-at:firewall` makes applying the firewall fail (after every step succeeded).
 struct Fault {
     action: Option<(bool, usize)>,
 }
@@ -113,6 +157,13 @@ impl Fault {
         let parse = |prefix: &str| spec.strip_prefix(prefix).and_then(|n| n.parse().ok());
         let action = parse("fail-at:").map(|n| (false, n)).or_else(|| parse("abort-at:").map(|n| (true, n)));
         Fault { action }
+    }
+
+    fn before_firewall(&self) -> Result<()> {
+        if std::env::var("KLEENE_FAULT_INJECT").is_ok_and(|s| s == "fail-at:firewall") {
+            anyhow::bail!("injected fault at the firewall");
+        }
+        Ok(())
     }
 
     fn before_step(&self, i: usize) -> Result<()> {

@@ -1,6 +1,6 @@
 use clap::{CommandFactory, Parser};
 use kleene::cli::{Cli, Command, ContainerCmd, NetworkCmd, PluginCmd, SystemCmd};
-use kleene::commands::{attach, container, network, plugin, Ctx};
+use kleene::commands::{attach, container, network, plugin, system, Ctx};
 use kleene::logging;
 use std::process::ExitCode;
 
@@ -33,7 +33,7 @@ fn run(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
             NetworkCmd::Disconnect { network, container } => attach::disconnect(ctx, &network, &container)?,
         },
         Command::Container(cmd) => match cmd {
-            ContainerCmd::Create { driver, network, ip, ip6, name } => container::create(
+            ContainerCmd::Create { driver, network, ip, ip6, publish, name } => container::create(
                 ctx,
                 container::CreateArgs {
                     name: &name,
@@ -41,6 +41,7 @@ fn run(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
                     network: network.as_deref(),
                     ip: ip.as_deref(),
                     ip6: ip6.as_deref(),
+                    publish: &publish,
                 },
             )?,
             ContainerCmd::Start { container } => container::start(ctx, &container)?,
@@ -50,10 +51,7 @@ fn run(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
             ContainerCmd::Inspect { container, .. } => container::inspect(ctx, &container)?,
             ContainerCmd::Exec { container, command } => return container::exec(ctx, &container, &command),
         },
-        Command::System(SystemCmd::Reconcile) => {
-            let state = ctx.state()?;
-            drop(ctx.begin(&state)?);
-        }
+        Command::System(SystemCmd::Reconcile) => system::reconcile(ctx)?,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kleene", &mut std::io::stdout());
         }

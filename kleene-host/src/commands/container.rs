@@ -4,6 +4,7 @@ use super::attach::{self, attachments, check_matrix, new_endpoint, planned_links
 use super::output::{endpoint_json, print_table};
 use super::{apply, validate_name, Ctx};
 use crate::executor::Fact;
+use crate::firewall;
 use crate::state::{self, State};
 use anyhow::{bail, Result};
 use kleene_plugin_api::{Call, Container, PluginKind};
@@ -15,6 +16,8 @@ pub struct CreateArgs<'a> {
     pub network: Option<&'a str>,
     pub ip: Option<&'a str>,
     pub ip6: Option<&'a str>,
+    /// `--publish` specs, as given.
+    pub publish: &'a [String],
 }
 
 pub fn create(ctx: &mut Ctx, args: CreateArgs<'_>) -> Result<()> {
@@ -22,6 +25,12 @@ pub fn create(ctx: &mut Ctx, args: CreateArgs<'_>) -> Result<()> {
     // klee's defaults: no network -> host; a network -> ipnet.
     let driver = args.driver.unwrap_or(if args.network.is_some() { "ipnet" } else { "host" });
     ctx.plugin(driver, PluginKind::Driver)?;
+    if !args.publish.is_empty() {
+        firewall::check_can_publish(driver).map_err(anyhow::Error::msg)?;
+    }
+    for spec in args.publish {
+        firewall::parse_publish(spec).map_err(anyhow::Error::msg)?;
+    }
     let mut state = ctx.state()?;
     let session = ctx.begin(&state)?;
     if state::resolve(&state.db, "containers", "container", args.name)
@@ -43,6 +52,7 @@ pub fn create(ctx: &mut Ctx, args: CreateArgs<'_>) -> Result<()> {
     let plan = kleene_plugin_api::Plan::new();
     apply(ctx, &mut state, session, &format!("container create {}", container.name), &plan, |tx, _| {
         state::insert_container(tx, &container)?;
+        state::insert_published(tx, &container.id, args.publish)?;
         endpoint.iter().try_for_each(|ep| record_endpoint(tx, ep))
     })?;
     if !ctx.global.dry_run {

@@ -6,10 +6,12 @@ pub mod container;
 pub mod network;
 pub mod output;
 pub mod plugin;
+pub mod system;
 
 use crate::cli::Global;
 use crate::engine;
 use crate::executor::{Executor, Fact, Os};
+use crate::firewall;
 use crate::loader::{Plugin, Registry};
 use crate::state::{HostLock, State};
 use anyhow::{bail, Result};
@@ -68,8 +70,22 @@ impl Ctx {
             return Ok(None);
         }
         let mut exec = self.executor()?;
-        let lock = engine::lock_and_recover(state, &self.state_dir, exec.as_mut())?;
+        let lock = engine::lock_and_recover(state, &self.state_dir, exec.as_mut(), &self.host_gw_if())?;
         Ok(Some((lock, exec)))
+    }
+
+    /// The host's default-route interface ("" when there is none or it cannot be known here):
+    /// the default NAT interface of new networks, and pf's `kleenet_host_gw_if`.
+    pub fn host_gw_if(&self) -> String {
+        #[cfg(target_os = "linux")]
+        {
+            let mut exec = crate::executor::linux::LinuxExecutor::new(&self.run_dir);
+            exec.default_route_interface().ok().flatten().unwrap_or_default()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            String::new()
+        }
     }
 }
 
@@ -82,12 +98,20 @@ pub fn apply(
     plan: &Plan,
     commit: impl FnOnce(&Transaction<'_>, &[Fact]) -> Result<()>,
 ) -> Result<()> {
+    let gw = ctx.host_gw_if();
     match session {
         None => {
+            // The firewall the change would produce: the new state in a transaction that is
+            // rolled back.
+            let rules = {
+                let tx = state.db.transaction()?;
+                commit(&tx, &[])?;
+                firewall::load(&tx, &gw)?
+            };
             let mut renderer = ctx.global.os.unwrap_or_else(Os::current).renderer();
-            engine::render(renderer.as_mut(), plan)
+            engine::render(renderer.as_mut(), plan, &rules)
         }
-        Some((_lock, mut exec)) => engine::run(state, exec.as_mut(), what, plan, commit),
+        Some((_lock, mut exec)) => engine::run(state, exec.as_mut(), what, plan, &gw, commit),
     }
 }
 

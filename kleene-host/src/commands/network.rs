@@ -123,7 +123,7 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
             validate_interface(i)?;
             i.clone()
         }
-        (None, _) => default_nat_interface(ctx),
+        (None, _) => ctx.host_gw_if(),
     };
     let network = Network {
         id: state::new_id(),
@@ -159,19 +159,6 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
         println!("{id}");
     }
     Ok(())
-}
-
-fn default_nat_interface(ctx: &Ctx) -> String {
-    #[cfg(target_os = "linux")]
-    {
-        let mut exec = crate::executor::linux::LinuxExecutor::new(&ctx.run_dir);
-        exec.default_route_interface().ok().flatten().unwrap_or_default()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = ctx;
-        String::new()
-    }
 }
 
 pub fn ls(ctx: &Ctx, json: bool) -> Result<()> {

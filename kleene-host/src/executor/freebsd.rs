@@ -242,6 +242,16 @@ impl Executor for FreeBsdRenderer {
         self.flush();
         Ok(())
     }
+
+    /// `pfctl -a kleene -f -` fed the anchor as a here-document. Forwarding
+    /// (`gateway_enable`, `ipv6_gateway_enable`) is the operator's rc.conf, as in Kleene.
+    fn apply_firewall(&mut self, rules: &crate::firewall::Ruleset) -> Result<()> {
+        self.flush();
+        self.run("pfctl -a kleene -f - <<'EOF'".into());
+        self.lines.extend(crate::firewall::pf::render(rules).lines().map(String::from));
+        self.run("EOF".into());
+        Ok(())
+    }
 }
 
 impl Renderer for FreeBsdRenderer {

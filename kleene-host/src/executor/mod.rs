@@ -27,6 +27,10 @@ pub trait Executor {
     /// Carry out an undo operation: like `apply`, but what is already gone counts as done,
     /// so a rollback can be re-run after a crash.
     fn undo(&mut self, op: &Op) -> Result<()>;
+    /// Replace kleene's packet-filter rules with `rules` (Linux: table `inet kleene` in one
+    /// `nft -f -` transaction, plus the forwarding sysctls it needs; FreeBSD: anchor `kleene`),
+    /// leaving every other table or anchor alone.
+    fn apply_firewall(&mut self, rules: &crate::firewall::Ruleset) -> Result<()>;
     /// Called after the last operation of a plan (renderers flush pending commands here).
     fn finish(&mut self) -> Result<()> {
         Ok(())

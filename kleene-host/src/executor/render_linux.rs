@@ -80,6 +80,21 @@ impl Executor for LinuxRenderer {
         self.render(op);
         Ok(())
     }
+
+    /// The sysctls the real executor would enable, then the nft script as a here-document.
+    fn apply_firewall(&mut self, rules: &crate::firewall::Ruleset) -> Result<()> {
+        let (v4, v6) = crate::firewall::forwarding_needed(rules);
+        if v4 {
+            self.run("sysctl -w net.ipv4.ip_forward=1".into());
+        }
+        if v6 {
+            self.run("sysctl -w net.ipv6.conf.all.forwarding=1".into());
+        }
+        self.run("nft -f - <<'EOF'".into());
+        self.lines.extend(crate::firewall::nft::render(rules).lines().map(String::from));
+        self.run("EOF".into());
+        Ok(())
+    }
 }
 
 impl Renderer for LinuxRenderer {

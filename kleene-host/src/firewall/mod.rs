@@ -7,8 +7,11 @@
 //! containers, which published ports become which redirects) are derived here once, so the
 //! renderers only differ in syntax.
 
+mod load;
 pub mod nft;
 pub mod pf;
+
+pub use load::{forwarding_needed, load};
 
 #[cfg(test)]
 mod tests;

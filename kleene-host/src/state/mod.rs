@@ -13,7 +13,8 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE networks (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, type TEXT NOT NULL, interface TEXT NOT NULL,
     subnet TEXT, subnet6 TEXT, gateway TEXT, gateway_auto INTEGER NOT NULL DEFAULT 0,
@@ -36,7 +37,13 @@ CREATE TABLE ipam_free (
 CREATE TABLE journal (
     id INTEGER PRIMARY KEY, what TEXT NOT NULL, undo TEXT NOT NULL,
     created INTEGER NOT NULL DEFAULT (unixepoch()));
-"#];
+"#,
+    r#"
+CREATE TABLE published (
+    container_id TEXT NOT NULL REFERENCES containers(id), seq INTEGER NOT NULL, spec TEXT NOT NULL,
+    PRIMARY KEY (container_id, seq));
+"#,
+];
 
 pub struct State {
     pub db: Connection,

@@ -107,6 +107,7 @@ pub fn set_running(db: &Connection, id: &str, running: bool) -> Result<()> {
 }
 
 pub fn delete_container(db: &Connection, id: &str) -> Result<()> {
+    db.execute("DELETE FROM published WHERE container_id = ?1", [id])?;
     db.execute("DELETE FROM containers WHERE id = ?1", [id])?;
     Ok(())
 }
@@ -177,4 +178,34 @@ pub fn resolve(db: &Connection, table: &str, what: &str, ident: &str) -> Result<
 
 pub fn container_by_id(db: &Connection, id: &str) -> Result<Container> {
     Ok(db.query_row("SELECT * FROM containers WHERE id = ?1", [id], container_from_row)?)
+}
+
+/// Record a container's published-port specs (`--publish`), in the order given.
+pub fn insert_published(db: &Connection, container_id: &str, specs: &[String]) -> Result<()> {
+    for (seq, spec) in specs.iter().enumerate() {
+        db.execute(
+            "INSERT INTO published (container_id, seq, spec) VALUES (?1, ?2, ?3)",
+            params![container_id, seq as i64, spec],
+        )?;
+    }
+    Ok(())
+}
+
+/// Every container's published-port specs, by container id, in the order given.
+pub fn published(db: &Connection) -> Result<std::collections::HashMap<String, Vec<String>>> {
+    let mut stmt = db.prepare_cached("SELECT container_id, spec FROM published ORDER BY container_id, seq")?;
+    let mut out: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (id, spec) = row?;
+        out.entry(id).or_default().push(spec);
+    }
+    Ok(out)
+}
+
+/// Every endpoint, in the order containers joined their networks.
+pub fn all_endpoints(db: &Connection) -> Result<Vec<Endpoint>> {
+    let mut stmt = db.prepare_cached("SELECT * FROM endpoints ORDER BY seq")?;
+    let rows = stmt.query_map([], endpoint_from_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
 }

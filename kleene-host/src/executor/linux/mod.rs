@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod ipnet;
 pub mod netlink;
 pub mod netns;
+pub mod nft;
 pub mod spawn;
 
 use super::{Executor, Fact};
@@ -175,6 +176,10 @@ impl Executor for LinuxExecutor {
             }
         }
         Ok(())
+    }
+
+    fn apply_firewall(&mut self, rules: &crate::firewall::Ruleset) -> Result<()> {
+        nft::apply(rules)
     }
 
     fn apply(&mut self, op: &Op) -> Result<Vec<Fact>> {

@@ -1,0 +1,60 @@
+//! The ruleset as state says it should be: networks, their endpoints and the published ports
+//! of their containers, read through whatever connection (or open transaction) the caller has.
+
+use super::{parse_publish, FwEndpoint, FwNetwork, Ruleset};
+use crate::state;
+use anyhow::{anyhow, Result};
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// The ruleset of everything in `db`. `host_gw_if` is the host's default-route interface
+/// (pf's `kleenet_host_gw_if`; nft does not need it).
+pub fn load(db: &Connection, host_gw_if: &str) -> Result<Ruleset> {
+    let containers: HashMap<String, kleene_plugin_api::Container> =
+        state::containers(db)?.into_iter().map(|c| (c.id.clone(), c)).collect();
+    let mut published = HashMap::new();
+    for (id, specs) in state::published(db)? {
+        let ports = specs
+            .iter()
+            .map(|s| parse_publish(s).map_err(|e| anyhow!("container {id}: stored {e}")))
+            .collect::<Result<Vec<_>>>()?;
+        published.insert(id, ports);
+    }
+    let mut networks: Vec<FwNetwork> = state::networks(db)?
+        .into_iter()
+        .map(|row| FwNetwork { network: row.network, endpoints: vec![], epairs: vec![] })
+        .collect();
+    let index: HashMap<String, usize> = networks.iter().enumerate().map(|(i, n)| (n.network.id.clone(), i)).collect();
+    for ep in state::all_endpoints(db)? {
+        let (Some(&i), Some(c)) = (index.get(&ep.network_id), containers.get(&ep.container_id)) else { continue };
+        let net = &mut networks[i];
+        if c.running {
+            net.epairs.extend(ep.epair.clone());
+        }
+        net.endpoints.push(FwEndpoint {
+            container: c.id.clone(),
+            name: c.name.clone(),
+            driver: c.driver.clone(),
+            running: c.running,
+            v4: ep.ip_address.and_then(|a| match a {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            }),
+            v6: ep.ip_address6.and_then(|a| match a {
+                IpAddr::V6(v6) => Some(v6),
+                IpAddr::V4(_) => None,
+            }),
+            published: published.get(&c.id).cloned().unwrap_or_default(),
+        });
+    }
+    Ok(Ruleset { networks, host_gw_if: host_gw_if.to_string() })
+}
+
+/// Which address families need the host to forward packets: a family is needed when a
+/// network that lets traffic leave it (not internal) has a subnet of that family and is not a
+/// loopback network (whose ipnet containers send from the host's own stack: no forwarding).
+pub fn forwarding_needed(r: &Ruleset) -> (bool, bool) {
+    let nets = || r.networks.iter().map(|n| &n.network).filter(|n| !n.internal && n.kind != "loopback");
+    (nets().any(|n| n.subnet.is_some()), nets().any(|n| n.subnet6.is_some()))
+}
