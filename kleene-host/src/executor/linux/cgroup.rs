@@ -103,6 +103,9 @@ pub fn processes(path: &Path) -> io::Result<Vec<u32>> {
 /// the cgroup is empty.
 pub fn kill_all(path: &Path) -> io::Result<()> {
     let kill_file = path.join("cgroup.kill");
+    if !is_populated(path)? {
+        return Ok(());
+    }
     // cgroup.kill (5.14+) kills atomically, so processes forking while we
     // kill cannot escape; the pid loop below is the fallback.
     if kill_file.exists() {
@@ -116,7 +119,7 @@ pub fn kill_all(path: &Path) -> io::Result<()> {
         if !kill_file.exists() {
             kill_pids(path)?;
         }
-        sleep(Duration::from_millis(10));
+        sleep(Duration::from_millis(1));
     }
     Ok(())
 }

@@ -23,11 +23,20 @@ pub struct LinuxExecutor {
     host: Option<Netlink>,
     sandboxes: HashMap<String, Netlink>,
     cgroup_root: Option<PathBuf>,
+    /// Pair deletions put off until `finish`: a pair whose namespace is destroyed in the same
+    /// plan dies with it, which spares a synchronous veth deletion (an RCU wait of ~10 ms).
+    deferred_pairs: Vec<(String, String)>,
 }
 
 impl LinuxExecutor {
     pub fn new(run_dir: &Path) -> LinuxExecutor {
-        LinuxExecutor { run_dir: run_dir.to_path_buf(), host: None, sandboxes: HashMap::new(), cgroup_root: None }
+        LinuxExecutor {
+            run_dir: run_dir.to_path_buf(),
+            host: None,
+            sandboxes: HashMap::new(),
+            cgroup_root: None,
+            deferred_pairs: Vec::new(),
+        }
     }
 
     /// The bind-mounted namespace file of a container.
@@ -128,6 +137,7 @@ impl LinuxExecutor {
 
     fn destroy_sandbox(&mut self, sandbox: &str) -> Result<()> {
         self.sandboxes.remove(sandbox);
+        self.deferred_pairs.retain(|(_, s)| s != sandbox);
         let cg = self.cgroup_path(sandbox)?;
         cgroup::remove(&cg).with_context(|| format!("cannot remove cgroup {}", cg.display()))?;
         // The shared `kleene` parent goes with the last container; busy means others remain.
@@ -195,7 +205,7 @@ impl Executor for LinuxExecutor {
                 self.nl(sandbox.as_deref())?.del_address(link, *address, *prefix)?
             }
             Op::CreatePair { host, peer, sandbox } => self.create_pair(host, peer, sandbox)?,
-            Op::DeletePair { host, .. } => self.host()?.delete_link(host)?,
+            Op::DeletePair { host, sandbox, .. } => self.deferred_pairs.push((host.clone(), sandbox.clone())),
             Op::AttachToBridge { bridge, member } => self.host()?.set_master(member, Some(bridge))?,
             Op::DetachFromBridge { member, .. } => self.host()?.set_master(member, None)?,
             Op::AddDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.add_default_route(*gateway)?,
@@ -208,9 +218,23 @@ impl Executor for LinuxExecutor {
     }
 
     fn undo(&mut self, op: &Op) -> Result<()> {
+        // Re-creating a pair cancels its deferred deletion.
+        if let Op::CreatePair { host, .. } = op {
+            self.deferred_pairs.retain(|(h, _)| h != host);
+        }
         match self.apply(op) {
             Err(e) if already_done(&e) => Ok(()),
             other => other.map(|_| ()),
         }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        for (host, _) in std::mem::take(&mut self.deferred_pairs) {
+            match self.host()?.delete_link(&host) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+        Ok(())
     }
 }
