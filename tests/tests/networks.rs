@@ -23,7 +23,9 @@ fn addrs(sb: &Sandbox, ifname: &str) -> Vec<String> {
 #[test]
 fn bridge_network_exists_in_the_kernel_and_goes_away() {
     let sb = Sandbox::new("net-bridge");
-    let id = sb.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.20.0.0/24", "--subnet6", "fd00:20::/64", "br"]).ok();
+    let id = sb
+        .kleene(&["network", "create", "-t", "bridge", "--subnet", "10.20.0.0/24", "--subnet6", "fd00:20::/64", "br"])
+        .ok();
     assert_eq!(id.len(), 12, "12-hex id: {id}");
     assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
     let links = sb.ip_json("-d link show");
@@ -74,8 +76,12 @@ fn default_interfaces_take_the_lowest_free_number() {
     sb.kleene(&["network", "rm", "a"]).ok();
     sb.kleene(&["network", "create", "c"]).ok();
     let ls = sb.kleene(&["network", "ls", "--json"]).json();
-    let ifs: Vec<(&str, &str)> =
-        ls.as_array().unwrap().iter().map(|n| (n["name"].as_str().unwrap(), n["interface"].as_str().unwrap())).collect();
+    let ifs: Vec<(&str, &str)> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap(), n["interface"].as_str().unwrap()))
+        .collect();
     assert_eq!(ifs, vec![("b", "kleene1"), ("c", "kleene0")]);
 }
 
@@ -112,11 +118,26 @@ fn validation_table() {
         (vec!["--subnet", "fd00::/64", "n1"], "invalid subnet: wrong IP protocol"),
         (vec!["--subnet6", "10.0.0.0/8", "n1"], "invalid subnet6: wrong IP protocol"),
         (vec!["--subnet6", "fd00::/129", "n1"], "invalid subnet6: could not parse cidr block"),
-        (vec!["-t", "bridge", "--subnet", "10.1.0.0/24", "--gw", "10.2.0.1", "n1"], "invalid gateway: 10.2.0.1 is not a usable address of subnet 10.1.0.0/24"),
-        (vec!["-t", "bridge", "--subnet", "10.1.0.0/24", "--gw", "10.1.0.255", "n1"], "invalid gateway: 10.1.0.255 is not a usable address"),
-        (vec!["-t", "bridge", "--subnet", "10.1.0.0/24", "--gw", "fd00::1", "n1"], "invalid gateway: wrong IP protocol"),
-        (vec!["-t", "bridge", "--subnet", "10.1.0.0/24", "--gw", "banana", "n1"], "invalid gateway: could not parse inet address"),
-        (vec!["-t", "bridge", "--subnet6", "fd00:1::/64", "--gw6", "fd00:2::1", "n1"], "invalid gateway6: fd00:2::1 is not a usable address"),
+        (
+            vec!["-t", "bridge", "--subnet", "10.1.0.0/24", "--gw", "10.2.0.1", "n1"],
+            "invalid gateway: 10.2.0.1 is not a usable address of subnet 10.1.0.0/24",
+        ),
+        (
+            vec!["-t", "bridge", "--subnet", "10.1.0.0/24", "--gw", "10.1.0.255", "n1"],
+            "invalid gateway: 10.1.0.255 is not a usable address",
+        ),
+        (
+            vec!["-t", "bridge", "--subnet", "10.1.0.0/24", "--gw", "fd00::1", "n1"],
+            "invalid gateway: wrong IP protocol",
+        ),
+        (
+            vec!["-t", "bridge", "--subnet", "10.1.0.0/24", "--gw", "banana", "n1"],
+            "invalid gateway: could not parse inet address",
+        ),
+        (
+            vec!["-t", "bridge", "--subnet6", "fd00:1::/64", "--gw6", "fd00:2::1", "n1"],
+            "invalid gateway6: fd00:2::1 is not a usable address",
+        ),
         (vec!["--subnet", "10.60.5.0/24", "n1"], "invalid subnet: 10.60.5.0/24 overlaps network 'taken'"),
         (vec!["--subnet", "10.61.0.0/24", "taken"], "network name is already taken"),
         (vec!["bad/name"], "invalid network name 'bad/name'"),
@@ -176,16 +197,29 @@ fn prune_removes_networks_without_endpoints() {
 #[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
     let sb = Sandbox::new("net-dry");
-    let args = ["--dry-run", "network", "create", "-t", "bridge", "--subnet", "10.80.0.0/24", "--subnet6", "fd00:80::/64", "d"];
+    let args = [
+        "--dry-run",
+        "network",
+        "create",
+        "-t",
+        "bridge",
+        "--subnet",
+        "10.80.0.0/24",
+        "--subnet6",
+        "fd00:80::/64",
+        "d",
+    ];
+    // The plan's lines, then the firewall the change would produce (tests/tests/firewall.rs).
     let out = sb.kleene(&args).ok();
-    assert_eq!(out, "ip link add kleene0 type bridge\nip addr add 10.80.0.1/24 dev kleene0\nip addr add fd00:80::1/64 dev kleene0\nip link set kleene0 up");
+    let plan = "ip link add kleene0 type bridge\nip addr add 10.80.0.1/24 dev kleene0\nip addr add fd00:80::1/64 dev kleene0\nip link set kleene0 up\n";
+    assert!(out.starts_with(plan), "{out}");
+    assert!(out[plan.len()..].contains("nft -f - <<'EOF'\ntable inet kleene {}\n"), "{out}");
     let mut bsd = vec!["--os", "freebsd"];
     bsd.extend(args);
     let out = sb.kleene(&bsd).ok();
-    assert_eq!(
-        out,
-        "ifconfig bridge create name kleene0\nifconfig kleene0 inet 10.80.0.1/24 alias\nifconfig kleene0 inet6 fd00:80::1/64 alias\nifconfig kleene0 up"
-    );
+    let plan = "ifconfig bridge create name kleene0\nifconfig kleene0 inet 10.80.0.1/24 alias\nifconfig kleene0 inet6 fd00:80::1/64 alias\nifconfig kleene0 up\n";
+    assert!(out.starts_with(plan), "{out}");
+    assert!(out[plan.len()..].starts_with("pfctl -a kleene -f - <<'EOF'\n"), "{out}");
     assert!(link(&sb.ip_json("link show"), "kleene0").is_none());
     assert_eq!(sb.kleene(&["network", "ls", "--json"]).json(), Value::Array(vec![]));
 }
@@ -194,7 +228,10 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
 fn a_failed_step_rolls_back_the_earlier_ones() {
     let sb = Sandbox::new("net-rollback");
     // Step 0 creates the bridge, step 1 adds the gateway; fail at step 2.
-    let run = sb.kleene_env(&["network", "create", "-t", "bridge", "--subnet", "10.90.0.0/24", "r"], &[("KLEENE_FAULT_INJECT", "fail-at:2")]);
+    let run = sb.kleene_env(
+        &["network", "create", "-t", "bridge", "--subnet", "10.90.0.0/24", "r"],
+        &[("KLEENE_FAULT_INJECT", "fail-at:2")],
+    );
     assert!(run.err().contains("injected fault at step 2"), "{}", run.stderr);
     assert!(link(&sb.ip_json("link show"), "kleene0").is_none(), "bridge rolled back");
     assert_eq!(sb.kleene(&["network", "ls", "--json"]).json(), Value::Array(vec![]));
@@ -203,7 +240,10 @@ fn a_failed_step_rolls_back_the_earlier_ones() {
 #[test]
 fn a_crash_midway_is_rolled_back_by_the_next_run() {
     let sb = Sandbox::new("net-crash");
-    let run = sb.kleene_env(&["network", "create", "-t", "bridge", "--subnet", "10.91.0.0/24", "r"], &[("KLEENE_FAULT_INJECT", "abort-at:2")]);
+    let run = sb.kleene_env(
+        &["network", "create", "-t", "bridge", "--subnet", "10.91.0.0/24", "r"],
+        &[("KLEENE_FAULT_INJECT", "abort-at:2")],
+    );
     assert_ne!(run.code, 0);
     assert!(link(&sb.ip_json("link show"), "kleene0").is_some(), "the crash left the bridge behind");
     // Any mutating command first finishes the interrupted rollback.
@@ -220,7 +260,18 @@ fn concurrent_creates_never_collide() {
     let handles: Vec<_> = (0..8)
         .map(|i| {
             let sb = sb.clone();
-            std::thread::spawn(move || sb.kleene(&["network", "create", "-t", "bridge", "--subnet", &format!("10.{}.0.0/24", 100 + i), &format!("p{i}")]).ok())
+            std::thread::spawn(move || {
+                sb.kleene(&[
+                    "network",
+                    "create",
+                    "-t",
+                    "bridge",
+                    "--subnet",
+                    &format!("10.{}.0.0/24", 100 + i),
+                    &format!("p{i}"),
+                ])
+                .ok()
+            })
         })
         .collect();
     for h in handles {
@@ -245,7 +296,8 @@ fn concurrent_creates_never_collide() {
         h.join().unwrap();
     }
     let inspect = sb.kleene(&["network", "inspect", "p0", "--json"]).json();
-    let mut ips: Vec<&str> = inspect["network_endpoints"].as_array().unwrap().iter().map(|e| e["ip_address"].as_str().unwrap()).collect();
+    let mut ips: Vec<&str> =
+        inspect["network_endpoints"].as_array().unwrap().iter().map(|e| e["ip_address"].as_str().unwrap()).collect();
     ips.sort();
     ips.dedup();
     assert_eq!(ips.len(), 12, "twelve distinct addresses: {ips:?}");
