@@ -89,6 +89,17 @@ impl Call {
     }
 }
 
+impl Attachment {
+    /// The endpoint's addresses, each with its network's prefix length.
+    pub fn cidrs(&self) -> impl Iterator<Item = crate::Cidr> + '_ {
+        let prefix = |ip: std::net::IpAddr| {
+            let subnet = if ip.is_ipv4() { self.network.subnet } else { self.network.subnet6 };
+            subnet.map_or(crate::Cidr::max_prefix(ip), |s| s.prefix)
+        };
+        self.endpoint.addresses().map(move |addr| crate::Cidr { addr, prefix: prefix(addr) })
+    }
+}
+
 impl PluginInfo {
     /// Info for a network-type plugin (`version` is usually `env!("CARGO_PKG_VERSION")`).
     pub fn network_type(name: &str, version: &str, description: &str) -> PluginInfo {

@@ -3,6 +3,7 @@
 //! Every variant is serialised with an `op` tag. New variants may be appended in minor API
 //! versions; a host that does not know one refuses the plan with the tag's name.
 
+use crate::model::Cidr;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -108,9 +109,11 @@ pub enum Op {
         stack: Stack,
     },
     /// Limit a `Restricted` sandbox to exactly these addresses (replaces the previous set).
+    /// Each carries its network's prefix length, so connections to a network the container
+    /// is on leave from its address there (the first of a family is the default source).
     RestrictAddresses {
         sandbox: String,
-        addresses: Vec<IpAddr>,
+        addresses: Vec<Cidr>,
     },
 }
 

@@ -9,7 +9,7 @@
 //! Build: `cargo build --release`, then copy `target/release/libkleene_sample.so` into a
 //! plugin directory (see docs/plugin-authors.md).
 
-use kleene_plugin_api::{Attachment, Call, Host, Level, Op, Plan, Plugin, PluginError, PluginInfo, Stack};
+use kleene_plugin_api::{Attachment, Call, Cidr, Host, Level, Op, Plan, Plugin, PluginError, PluginInfo, Stack};
 use std::net::IpAddr;
 
 #[derive(Default)]
@@ -48,7 +48,7 @@ impl Plugin for Sample {
                 for op in attachments.iter().flat_map(|a| aliases(a, true)) {
                     plan.push(op);
                 }
-                let addresses: Vec<IpAddr> = attachments.iter().flat_map(|a| a.endpoint.addresses()).collect();
+                let addresses: Vec<Cidr> = attachments.iter().flat_map(|a| a.cidrs()).collect();
                 host.log(
                     Level::Info,
                     format_args!("container {} gets {} address(es)", container.name, addresses.len()),

@@ -10,7 +10,7 @@
 
 use super::{Executor, Fact, Renderer};
 use anyhow::Result;
-use kleene_plugin_api::{Check, LinkKind, Op, Stack};
+use kleene_plugin_api::{Check, Cidr, LinkKind, Op, Stack};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -209,8 +209,9 @@ impl FreeBsdRenderer {
         vec![Fact::LinkName { planned: host.into(), actual: a }, Fact::LinkName { planned: peer.into(), actual: b }]
     }
 
-    fn restrict(&mut self, jail: &str, addresses: &[IpAddr]) {
-        let (v4, v6) = split_families(addresses);
+    fn restrict(&mut self, jail: &str, addresses: &[Cidr]) {
+        let addresses: Vec<IpAddr> = addresses.iter().map(|c| c.addr).collect();
+        let (v4, v6) = split_families(&addresses);
         if self.is_pending(jail) {
             // A family without addresses is disabled rather than left to jail(8)'s default.
             self.param(if v4.is_empty() { "ip4=disable".into() } else { format!("ip4.addr={v4}") });

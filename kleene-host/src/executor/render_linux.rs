@@ -4,7 +4,7 @@
 
 use super::{Executor, Fact, Renderer};
 use anyhow::Result;
-use kleene_plugin_api::{Check, LinkKind, Op, Stack};
+use kleene_plugin_api::{Check, Cidr, LinkKind, Op, Stack};
 use std::net::IpAddr;
 
 #[derive(Default)]
@@ -134,8 +134,8 @@ fn family(address: IpAddr) -> &'static str {
 
 /// The address restriction is BPF attached to the sandbox's cgroup: no command line exists,
 /// so it is shown as a shell comment.
-fn restrict_line(sandbox: &str, addresses: &[IpAddr]) -> String {
-    let list: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+fn restrict_line(sandbox: &str, addresses: &[Cidr]) -> String {
+    let list: Vec<String> = addresses.iter().map(|a| a.addr.to_string()).collect();
     let list = if list.is_empty() { "no addresses".to_string() } else { list.join(", ") };
     format!("# restrict {sandbox} to {list} (cgroup BPF)")
 }

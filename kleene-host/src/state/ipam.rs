@@ -236,7 +236,9 @@ mod tests {
     /// the network address, broadcast or gateway, and always hand out the lowest free one.
     #[test]
     fn random_sequences_match_a_model() {
-        for (seed, subnet, gw) in [(1u64, "10.9.0.0/27", "10.9.0.1"), (7, "fd00:9::/123", "fd00:9::5"), (42, "10.9.8.0/30", "10.9.8.2")] {
+        for (seed, subnet, gw) in
+            [(1u64, "10.9.0.0/27", "10.9.0.1"), (7, "fd00:9::/123", "fd00:9::5"), (42, "10.9.8.0/30", "10.9.8.2")]
+        {
             let db = db();
             let s = cidr(subnet);
             let gw: IpAddr = gw.parse().unwrap();

@@ -2,8 +2,7 @@
 //! (jail `ip4.addr`). Each address is a /32 or /128 alias on its network's interface; the
 //! host restricts the sandbox to exactly the set of addresses of all its endpoints.
 
-use kleene_plugin_api::{Attachment, Call, Host, Level, Op, Plan, Plugin, PluginError, PluginInfo, Stack};
-use std::net::IpAddr;
+use kleene_plugin_api::{Attachment, Call, Cidr, Host, Level, Op, Plan, Plugin, PluginError, PluginInfo, Stack};
 
 #[derive(Default)]
 pub struct Ipnet;
@@ -19,8 +18,8 @@ fn alias_ops(a: &Attachment, add: bool) -> impl Iterator<Item = Op> + '_ {
     })
 }
 
-fn addresses<'a>(attachments: impl IntoIterator<Item = &'a Attachment>) -> Vec<IpAddr> {
-    attachments.into_iter().flat_map(|a| a.endpoint.addresses()).collect()
+fn addresses<'a>(attachments: impl IntoIterator<Item = &'a Attachment>) -> Vec<Cidr> {
+    attachments.into_iter().flat_map(|a| a.cidrs()).collect()
 }
 
 impl Plugin for Ipnet {

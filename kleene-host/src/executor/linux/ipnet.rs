@@ -37,6 +37,11 @@ use libc::{c_long, EADDRNOTAVAIL, ECONNREFUSED, ENETUNREACH, EPERM};
 pub struct Restriction {
     pub v4: Vec<Ipv4Addr>,
     pub v6: Vec<Ipv6Addr>,
+    /// (address, prefix) of each network the container is on: a connection to such a
+    /// network leaves from the container's address there, as a jail's would, rather than
+    /// from the primary (which another network's firewall would treat as a stranger).
+    pub local4: Vec<(Ipv4Addr, u8)>,
+    pub local6: Vec<(Ipv6Addr, u8)>,
 }
 
 /// One eBPF instruction, laid out exactly like the kernel's `struct bpf_insn`.
@@ -237,8 +242,41 @@ fn connect4(a: &mut Asm, r: &Restriction) {
     };
     a.ldx_w(R2, CTX, USER_IP4);
     deny_if_loopback4(a, R2);
+    for &(addr, prefix) in &r.local4 {
+        let other = a.new_label();
+        let mask = prefix_mask(prefix, 32) as u32;
+        a.mov32_reg(R3, R2);
+        a.and32_imm(R3, word(mask.to_be_bytes()));
+        a.jne32_imm(R3, word((u32::from(addr) & mask).to_be_bytes()), other);
+        bpf_bind4(a, v4_word(addr));
+        a.ja(Exit::Allow);
+        a.bind(other);
+    }
     bpf_bind4(a, v4_word(primary));
     a.ja(Exit::Allow);
+}
+
+/// The network mask of `prefix` in an address of `width` bits, as an integer.
+fn prefix_mask(prefix: u8, width: u32) -> u128 {
+    let all = if width == 32 { u32::MAX as u128 } else { u128::MAX };
+    match prefix as u32 {
+        0 => 0,
+        p if p >= width => all,
+        p => all & !((1u128 << (width - p)) - 1),
+    }
+}
+
+/// Jump to `target` unless the IPv6 address in r2..r5 lies in `net`/`prefix`; clobbers r1.
+fn jump_unless_in_v6_net(a: &mut Asm, net: Ipv6Addr, prefix: u8, target: Label) {
+    let mask = prefix_mask(prefix, 128).to_be_bytes();
+    let net = (u128::from(net) & prefix_mask(prefix, 128)).to_be_bytes();
+    for (i, reg) in V6_REGS.into_iter().enumerate() {
+        let m: [u8; 4] = mask[4 * i..4 * i + 4].try_into().expect("4 bytes");
+        let n: [u8; 4] = net[4 * i..4 * i + 4].try_into().expect("4 bytes");
+        a.mov32_reg(R1, reg);
+        a.and32_imm(R1, word(m));
+        a.jne32_imm(R1, word(n), target);
+    }
 }
 
 fn connect6(a: &mut Asm, r: &Restriction) {
@@ -257,6 +295,13 @@ fn connect6(a: &mut Asm, r: &Restriction) {
 
     a.bind(native);
     jump_if_v6_equal(a, loopback6_words(), Exit::Deny(ECONNREFUSED));
+    for &(addr, prefix) in &r.local6 {
+        let other = a.new_label();
+        jump_unless_in_v6_net(a, addr, prefix, other);
+        bpf_bind6(a, v6_words(addr));
+        a.ja(Exit::Allow);
+        a.bind(other);
+    }
     match r.v6.first() {
         Some(&primary) => {
             bpf_bind6(a, v6_words(primary));
@@ -803,7 +848,18 @@ mod tests {
         Restriction {
             v4: vec![Ipv4Addr::new(10, 55, 0, 2), Ipv4Addr::new(10, 55, 0, 4)],
             v6: vec!["fd55::2".parse().unwrap()],
+            ..Restriction::default()
         }
+    }
+
+    #[test]
+    fn connect_picks_the_source_in_the_destination_network() {
+        let mut r = restriction();
+        r.local4 = vec![(Ipv4Addr::new(10, 55, 0, 2), 24), (Ipv4Addr::new(10, 66, 0, 9), 16)];
+        let insns = program(&r, AttachPoint::Connect4);
+        let imm = |v: i32| insns.iter().any(|i| i.imm == v);
+        assert!(imm(word([255, 255, 0, 0])) && imm(word([10, 66, 0, 0])), "mask and network of the /16");
+        assert!(imm(v4_word(Ipv4Addr::new(10, 66, 0, 9))), "its address there is bound");
     }
 
     fn program(r: &Restriction, attach: AttachPoint) -> Vec<Insn> {

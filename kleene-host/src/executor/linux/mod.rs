@@ -11,7 +11,7 @@ pub mod spawn;
 
 use super::{Executor, Fact};
 use anyhow::{anyhow, Context, Result};
-use kleene_plugin_api::{Check, LinkKind, Op, Stack};
+use kleene_plugin_api::{Check, Cidr, LinkKind, Op, Stack};
 use netlink::Netlink;
 use std::collections::HashMap;
 use std::io;
@@ -148,13 +148,19 @@ impl LinuxExecutor {
         Ok(())
     }
 
-    fn restrict(&mut self, sandbox: &str, addresses: &[IpAddr]) -> Result<()> {
+    fn restrict(&mut self, sandbox: &str, addresses: &[Cidr]) -> Result<()> {
         let cg = self.cgroup_path(sandbox)?;
         let mut r = ipnet::Restriction::default();
         for a in addresses {
-            match a {
-                IpAddr::V4(v4) => r.v4.push(*v4),
-                IpAddr::V6(v6) => r.v6.push(*v6),
+            match a.addr {
+                IpAddr::V4(v4) => {
+                    r.v4.push(v4);
+                    r.local4.push((v4, a.prefix));
+                }
+                IpAddr::V6(v6) => {
+                    r.v6.push(v6);
+                    r.local6.push((v6, a.prefix));
+                }
             }
         }
         ipnet::apply(&cg, &r).with_context(|| format!("cannot restrict container {sandbox} to its addresses"))
