@@ -1,0 +1,46 @@
+# Shared by the bench scripts: a release build, a clean plugin dir, and a kleene wrapper
+# whose state lives in a scratch dir. Source it; it sets $K (the command) and $W (scratch).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PLUGINS=(loopback bridge custom host ipnet vnet disabled)
+
+build_release() {
+    local packages=(-p kleene-host)
+    for p in "${PLUGINS[@]}"; do packages+=(-p "kleene-plugin-$p"); done
+    (cd "$ROOT" && cargo build -q --release "${packages[@]}")
+}
+
+# Re-run the calling script inside a network namespace of its own (never the host's).
+enter_netns() {
+    if [ -z "${KLEENE_BENCH_NETNS:-}" ]; then
+        exec unshare -n env KLEENE_BENCH_NETNS=1 bash "$0" "$@"
+    fi
+    ip link set lo up
+}
+
+setup_kleene() {
+    W=$(mktemp -d /tmp/kleene-bench.XXXXXX)
+    chmod 0755 "$W"
+    mkdir -p "$W/plugins"
+    for p in "${PLUGINS[@]}"; do install -m 0755 "$ROOT/target/release/libkleene_$p.so" "$W/plugins/"; done
+    export KLEENE_PLUGIN_PATH=$W/plugins
+    K="$ROOT/target/release/kleene --state-dir $W/state --run-dir $W/run"
+    trap cleanup_kleene EXIT
+}
+
+cleanup_kleene() {
+    for c in $($K container ls -a --json 2>/dev/null | python3 -c 'import json,sys; [print(c["id"]) for c in json.load(sys.stdin)]' 2>/dev/null); do
+        $K container rm -f "$c" >/dev/null 2>&1 || true
+    done
+    $K network prune -f >/dev/null 2>&1 || true
+    for f in "$W"/run/netns/*; do [ -e "$f" ] && umount -l "$f" 2>/dev/null; done
+    rm -rf "$W"
+}
+
+now_us() { echo $(( $(date +%s%N) / 1000 )); }
+
+median() { sort -n | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+mean() { awk '{s+=$1} END {if (NR) printf "%.0f\n", s/NR}'; }
+
+# Time one command, print microseconds.
+time_us() { local s e; s=$(now_us); "$@" >/dev/null; e=$(now_us); echo $((e - s)); }
