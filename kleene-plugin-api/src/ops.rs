@@ -216,6 +216,19 @@ impl Plan {
 }
 
 impl Plan {
+    /// The create plan of a network type that owns its interface: refuse a name already in
+    /// use, create the link, give it `addresses`, bring it up.
+    pub fn own_link(name: &str, kind: LinkKind, addresses: &[(IpAddr, u8)]) -> Plan {
+        let mut plan = Plan::new();
+        plan.check(Check::LinkAbsent { name: name.into() });
+        plan.push(Op::CreateLink { name: name.into(), kind });
+        for &(address, prefix) in addresses {
+            plan.push(Op::AddAddress { link: name.into(), address, prefix, sandbox: None });
+        }
+        plan.push(Op::SetLinkUp { name: name.into(), sandbox: None });
+        plan
+    }
+
     /// The whole policy of a driver that cannot join networks: build the sandbox on start,
     /// tear it down on stop, refuse everything else.
     pub fn sandbox_only(call: &crate::Call, stack: Stack, plugin: &str) -> Result<Plan, crate::PluginError> {

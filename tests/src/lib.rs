@@ -154,7 +154,8 @@ impl Sandbox {
         self.kleene_env(args, &[])
     }
 
-    pub fn kleene_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+    /// The kleene command line inside the namespace, to run or spawn (servers) as is.
+    pub fn kleene_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net={}", self.netns_path().display()))
             .arg("--")
@@ -166,6 +167,11 @@ impl Sandbox {
             .args(args)
             .env("KLEENE_PLUGIN_PATH", &self.plugin_path)
             .env_remove("KLEENE_LOG");
+        cmd
+    }
+
+    pub fn kleene_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.kleene_command(args);
         for (k, v) in env {
             cmd.env(k, v);
         }

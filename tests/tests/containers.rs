@@ -1,7 +1,7 @@
 //! Containers and their drivers end to end, inside a namespace per test. Traffic only flows
 //! between addresses inside that namespace (and the containers' own namespaces).
 
-use kleene_tests::{kleene_bin, Run, Sandbox};
+use kleene_tests::{Run, Sandbox};
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 
@@ -12,16 +12,7 @@ fn py(sb: &Sandbox, container: &str, code: &str) -> Run {
 
 /// Start `kleene container exec` in the background (for servers).
 fn spawn_exec(sb: &Sandbox, container: &str, code: &str) -> Child {
-    Command::new("nsenter")
-        .arg(format!("--net={}", sb.netns_path().display()))
-        .arg("--")
-        .arg(kleene_bin())
-        .arg("--state-dir")
-        .arg(sb.dir.path().join("state"))
-        .arg("--run-dir")
-        .arg(sb.dir.path().join("run"))
-        .args(["container", "exec", container, "--", "python3", "-c", code])
-        .env("KLEENE_PLUGIN_PATH", &sb.plugin_path)
+    sb.kleene_command(&["container", "exec", container, "--", "python3", "-c", code])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

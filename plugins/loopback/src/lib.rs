@@ -1,35 +1,27 @@
 //! Loopback networks: one address-only interface per network (FreeBSD `lo`, Linux `dummy`).
 //! Gateways mean nothing here: ipnet containers use their addresses directly.
 
-use kleene_plugin_api::{Call, Check, LinkKind, Op, Plan, Plugin, PluginError, PluginInfo};
+use kleene_plugin_api::{Call, Host, LinkKind, Op, Plan, Plugin, PluginError, PluginInfo};
 
 #[derive(Default)]
 pub struct Loopback;
 
 impl Plugin for Loopback {
     fn info(&self) -> PluginInfo {
-        PluginInfo::network_type(
-            "loopback",
-            env!("CARGO_PKG_VERSION"),
-            "an address-only interface per network (FreeBSD lo, Linux dummy)",
-        )
+        let about = "an address-only interface per network (FreeBSD lo, Linux dummy)";
+        PluginInfo::network_type("loopback", env!("CARGO_PKG_VERSION"), about)
     }
 
-    fn plan(&self, call: &Call, _host: &kleene_plugin_api::Host<'_>) -> Result<Plan, PluginError> {
-        let mut plan = Plan::new();
+    fn plan(&self, call: &Call, _host: &Host<'_>) -> Result<Plan, PluginError> {
         match call {
-            Call::NetworkCreate { network } => {
-                let name = network.interface.clone();
-                plan.check(Check::LinkAbsent { name: name.clone() });
-                plan.push(Op::CreateLink { name: name.clone(), kind: LinkKind::Loopback });
-                plan.push(Op::SetLinkUp { name, sandbox: None });
-            }
+            Call::NetworkCreate { network } => Ok(Plan::own_link(&network.interface, LinkKind::Loopback, &[])),
             Call::NetworkRemove { network } => {
+                let mut plan = Plan::new();
                 plan.push(Op::DeleteLink { name: network.interface.clone(), kind: LinkKind::Loopback });
+                Ok(plan)
             }
-            other => return Err(other.unsupported("loopback")),
+            other => Err(other.unsupported("loopback")),
         }
-        Ok(plan)
     }
 }
 
