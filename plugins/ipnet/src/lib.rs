@@ -42,7 +42,11 @@ impl Plugin for Ipnet {
                     plan.push(op);
                 });
                 let addresses = addresses(attachments);
-                host.log(Level::Debug, format_args!("container {} restricted to {addresses:?}", container.name));
+                let shown: Vec<String> = addresses.iter().map(|c| c.addr.to_string()).collect();
+                host.log(
+                    Level::Debug,
+                    format_args!("container {} restricted to [{}]", container.name, shown.join(", ")),
+                );
                 // Destroying the sandbox drops the restriction, so this step needs no undo.
                 plan.push_with_undo(Op::RestrictAddresses { sandbox, addresses }, vec![]);
             }
