@@ -289,6 +289,16 @@ fn connect_and_disconnect_running_containers() {
 }
 
 /// Everything a running container holds on the host, as (netns files, cgroups, links).
+/// The kernel frees the pairs of a destroyed namespace asynchronously (within milliseconds),
+/// so after a teardown (`settled`) links are read once no `kv` pair is left, or after 2 s.
+fn settled_traces(sb: &Sandbox, id: &str) -> (bool, bool, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while sb.sh("ip -br link").ok().contains("kv") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    host_traces(sb, id)
+}
+
 fn host_traces(sb: &Sandbox, id: &str) -> (bool, bool, String) {
     let netns = sb.dir.path().join("run/netns").join(id).exists();
     let cgroups = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -319,7 +329,7 @@ fn stop_and_rm_leave_nothing_behind() {
     sb.kleene(&["container", "stop", "i"]).ok();
     assert!(!alive(), "stop ended the container's processes");
     for id in [&v, &i] {
-        let (ns, cg, links) = host_traces(&sb, id);
+        let (ns, cg, links) = settled_traces(&sb, id);
         assert!(!ns && !cg, "no namespace or cgroup left for {id}");
         assert!(!links.contains("kv") && !links.contains("10.18.0.3/32"), "no pair or alias left: {links}");
     }
@@ -353,4 +363,29 @@ fn network_rm_disconnects_running_containers() {
     let inspect = sb.kleene(&["container", "inspect", "v"]).json();
     assert_eq!(inspect["container_endpoints"], Value::Array(vec![]));
     assert!(!sb.sh("ip -br link").ok().contains("kleene0"));
+}
+
+#[test]
+fn a_failed_start_leaves_nothing_behind_and_a_crash_is_rolled_back() {
+    let sb = Sandbox::new("ct-rollback");
+    bridge(&sb, "br", 20);
+    sb.kleene(&["container", "create", "-l", "vnet", "-n", "br", "v"]).ok();
+    let id = sb.kleene(&["container", "inspect", "v"]).json()["container"]["id"].as_str().unwrap().to_string();
+    // Steps: sandbox, pair, attach, up, address, ... — fail after the pair is on the bridge.
+    let run = sb.kleene_env(&["container", "start", "v"], &[("KLEENE_FAULT_INJECT", "fail-at:3")]);
+    assert!(run.err().contains("injected fault at step 3"), "{}", run.stderr);
+    let (ns, cg, links) = settled_traces(&sb, &id);
+    assert!(!ns && !cg && !links.contains("kv"), "rolled back: ns={ns} cgroup={cg} links={links}");
+    assert_eq!(sb.kleene(&["container", "inspect", "v"]).json()["container"]["running"], false);
+
+    let run = sb.kleene_env(&["container", "start", "v"], &[("KLEENE_FAULT_INJECT", "abort-at:4")]);
+    assert_ne!(run.code, 0);
+    let (ns, cg, _) = host_traces(&sb, &id);
+    assert!(ns && cg, "the crash left the sandbox behind");
+    sb.kleene(&["system", "reconcile"]).ok();
+    let (ns, cg, links) = settled_traces(&sb, &id);
+    assert!(!ns && !cg && !links.contains("kv"), "recovered: ns={ns} cgroup={cg} links={links}");
+    // And it starts cleanly afterwards.
+    sb.kleene(&["container", "start", "v"]).ok();
+    assert!(ping(&sb, "v", "10.20.0.1"));
 }
