@@ -362,6 +362,7 @@ fn published_ports_are_reachable_from_outside_other_networks_and_the_host() {
     started(&sb, &["-l", "vnet", "-n", "p", "-p", "8080:80", "-p", "9000-9002:9100-*", "-p", "5353:53/udp", "web"]);
     started(&sb, &["-l", "ipnet", "-n", "q", "--publish", "5432", "db"]);
     started(&sb, &["-l", "vnet", "-n", "o", "cl"]);
+    started(&sb, &["-l", "vnet", "-n", "p", "nb"]);
     let _web = serve_in(
         &sb,
         "web",
@@ -380,6 +381,8 @@ fn published_ports_are_reachable_from_outside_other_networks_and_the_host() {
     assert_eq!(reaches(&sb, &From::Container("cl"), OUT_HOST, 5432), "10.53.0.2");
     // ... but not directly.
     blocked(&sb, &From::Container("cl"), "10.51.0.2", 80);
+    // A container of the same network, through the host's address: masqueraded to the gateway.
+    assert_eq!(reaches(&sb, &From::Container("nb"), OUT_HOST, 8080), "10.51.0.1");
     // The host itself.
     assert_eq!(reaches(&sb, &From::Host, OUT_HOST, 8080), OUT_HOST);
     assert_eq!(reaches(&sb, &From::Host, OUT_HOST, 5432), OUT_HOST);
