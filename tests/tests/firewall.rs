@@ -416,6 +416,15 @@ fn publish_is_validated_at_create() {
         );
     }
     assert_eq!(sb.kleene(&["container", "ls", "-a", "--json"]).json(), serde_json::json!([]));
+    // Host ports are taken once.
+    let twice = sb.kleene(&["container", "create", "-l", "vnet", "-n", "p", "-p", "80", "-p", "70-90:80", "c"]);
+    assert_eq!(twice.err(), "kleene: host port 70-90/tcp is published twice (overlaps 80/tcp)");
+    sb.kleene(&["container", "create", "-l", "vnet", "-n", "p", "-p", "8080:80", "a"]).ok();
+    let taken = sb.kleene(&["container", "create", "-l", "vnet", "-n", "p", "-p", "8000-8090", "b"]);
+    assert_eq!(taken.err(), "kleene: host port 8000-8090/tcp is already published by container 'a' (8080:80)");
+    sb.kleene(&["container", "create", "-l", "vnet", "-n", "p", "-p", "8080/udp", "b"]).ok();
+    let doc = sb.kleene(&["container", "inspect", "a"]).json();
+    assert_eq!(doc["published"], serde_json::json!(["8080:80"]));
 }
 
 #[test]

@@ -28,8 +28,9 @@ pub fn create(ctx: &mut Ctx, args: CreateArgs<'_>) -> Result<()> {
     if !args.publish.is_empty() {
         firewall::check_can_publish(driver).map_err(anyhow::Error::msg)?;
     }
+    let mut ports = Vec::new();
     for spec in args.publish {
-        firewall::parse_publish(spec).map_err(anyhow::Error::msg)?;
+        ports.push(firewall::parse_publish(spec).map_err(anyhow::Error::msg)?);
     }
     let mut state = ctx.state()?;
     let session = ctx.begin(&state)?;
@@ -38,6 +39,7 @@ pub fn create(ctx: &mut Ctx, args: CreateArgs<'_>) -> Result<()> {
     {
         bail!("container name is already taken");
     }
+    check_port_conflicts(&state, &ports)?;
     let container =
         Container { id: state::new_id(), name: args.name.to_string(), driver: driver.to_string(), running: false };
     let endpoint = match args.network {
@@ -57,6 +59,37 @@ pub fn create(ctx: &mut Ctx, args: CreateArgs<'_>) -> Result<()> {
     })?;
     if !ctx.global.dry_run {
         println!("{}", container.id);
+    }
+    Ok(())
+}
+
+/// Whether two published ports claim a common host port of one protocol on some interface.
+fn overlap(a: &firewall::Published, b: &firewall::Published) -> bool {
+    a.proto == b.proto
+        && a.host.0 <= b.host.1
+        && b.host.0 <= a.host.1
+        && (a.interface.is_none() || b.interface.is_none() || a.interface == b.interface)
+}
+
+/// Refuse a host port (and protocol) another container already publishes, running or not
+/// (the firewall could only give it to one of them), or that this container lists twice.
+fn check_port_conflicts(state: &State, ports: &[firewall::Published]) -> Result<()> {
+    let describe = |p: &firewall::Published| format!("{}/{}", firewall::fmt_ports(p.host, "-"), p.proto.as_str());
+    for (i, p) in ports.iter().enumerate() {
+        if let Some(q) = ports[..i].iter().find(|q| overlap(p, q)) {
+            bail!("host port {} is published twice (overlaps {})", describe(p), describe(q));
+        }
+    }
+    let names: std::collections::HashMap<String, String> =
+        state::containers(&state.db)?.into_iter().map(|c| (c.id, c.name)).collect();
+    for (id, specs) in state::published(&state.db)? {
+        for spec in specs {
+            let Ok(theirs) = firewall::parse_publish(&spec) else { continue };
+            if let Some(p) = ports.iter().find(|p| overlap(p, &theirs)) {
+                let name = names.get(&id).map(String::as_str).unwrap_or(&id);
+                bail!("host port {} is already published by container '{name}' ({spec})", describe(p));
+            }
+        }
     }
     Ok(())
 }
@@ -186,6 +219,7 @@ pub fn inspect(ctx: &Ctx, ident: &str) -> Result<()> {
     let doc = json!({
         "container": container_json(&c),
         "container_endpoints": endpoints.iter().map(endpoint_json).collect::<Vec<_>>(),
+        "published": state::published(&state.db)?.remove(&c.id).unwrap_or_default(),
     });
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
