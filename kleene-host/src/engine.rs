@@ -42,6 +42,7 @@ pub fn lock_and_recover(
         state.db.execute("DELETE FROM journal WHERE id = ?1", [id])?;
     }
     if interrupted {
+        exec.forget_firewall();
         restore_firewall(state, exec, host_gw_if);
     }
     Ok(lock)
@@ -57,6 +58,7 @@ fn restore_firewall(state: &State, exec: &mut dyn Executor, host_gw_if: &str) {
 
 /// Re-apply the firewall from state (`kleene system reconcile`).
 pub fn reapply_firewall(state: &State, exec: &mut dyn Executor, host_gw_if: &str) -> Result<()> {
+    exec.forget_firewall();
     let rules = firewall::load(&state.db, host_gw_if)?;
     exec.apply_firewall(&rules).context("cannot apply the firewall rules")
 }

@@ -31,6 +31,9 @@ pub trait Executor {
     /// `nft -f -` transaction, plus the forwarding sysctls it needs; FreeBSD: anchor `kleene`),
     /// leaving every other table or anchor alone.
     fn apply_firewall(&mut self, rules: &crate::firewall::Ruleset) -> Result<()>;
+    /// Someone may have changed the rules behind kleene's back (`nft flush ruleset`): the
+    /// next `apply_firewall` must load them even if they look unchanged.
+    fn forget_firewall(&mut self) {}
     /// Called after the last operation of a plan (renderers flush pending commands here).
     fn finish(&mut self) -> Result<()> {
         Ok(())

@@ -89,7 +89,11 @@ fn address_sets(out: &mut String, r: &Ruleset, f: Family) {
     let internal = nets_of(r, f).filter(|(n, _)| n.internal).map(|(n, c)| elem(c, &n.name));
     set(out, &format!("internal{sfx}"), addr, true, internal);
     let ctrs = || container_addresses(r).filter(move |(_, _, a)| Family::of(*a) == f);
-    set(out, &format!("containers{sfx}"), addr, false, ctrs().map(|(_, _, a)| a.to_string()));
+    // Only addresses the host holds itself can be mistaken for a published host address:
+    // vnet addresses live in the containers' namespaces, so starting or creating a vnet
+    // container leaves the ruleset (and the kernel's) untouched.
+    let held = ctrs().filter(|(_, e, _)| e.driver != "vnet").map(|(_, _, a)| a.to_string());
+    set(out, &format!("containers{sfx}"), addr, false, held);
     // Only no-icc rules need it, and only ipnet addresses are the host's own.
     let own = ctrs().filter(|(n, e, _)| !n.icc && e.driver == "ipnet").map(|(_, _, a)| format!("{a} . {a}"));
     set(out, &format!("self{sfx}"), &format!("{addr} . {addr}"), false, own);

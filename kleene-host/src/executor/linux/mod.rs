@@ -195,7 +195,11 @@ impl Executor for LinuxExecutor {
     }
 
     fn apply_firewall(&mut self, rules: &crate::firewall::Ruleset) -> Result<()> {
-        nft::apply(rules)
+        nft::apply(rules, &self.run_dir.join(nft::APPLIED))
+    }
+
+    fn forget_firewall(&mut self) {
+        let _ = std::fs::remove_file(self.run_dir.join(nft::APPLIED));
     }
 
     fn apply(&mut self, op: &Op) -> Result<Vec<Fact>> {

@@ -1,11 +1,20 @@
-//! Linux firewall: the rendered `inet kleene` table, loaded by `nft -f -` as one transaction
-//! (which replaces only that table), and the forwarding sysctls the networks need.
+//! Linux firewall: the rendered `inet kleene` table, loaded as one transaction (which replaces
+//! only that table), and the forwarding sysctls the networks need.
+//!
+//! Loading goes through libnftables in-process when the library is there (what `nft` itself
+//! links), which spares a process start per change, else through `nft -f -`. The last script
+//! loaded is kept in the run dir: an unchanged ruleset is not loaded again. The run dir lives
+//! in /run, so after a reboot (when the kernel's table is gone too) everything is reloaded.
 
 use crate::firewall::{self, Ruleset};
 use anyhow::{bail, Context, Result};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// File in the run dir holding the last script loaded into the kernel.
+pub const APPLIED: &str = "firewall.nft";
 
 /// `nft` from PATH, or where distributions install it when PATH lacks the sbin directories.
 fn nft_binary() -> PathBuf {
@@ -20,7 +29,7 @@ fn nft_binary() -> PathBuf {
 }
 
 /// Loads `script` with `nft -f -`.
-pub fn load(script: &str) -> Result<()> {
+fn load_with_binary(script: &str) -> Result<()> {
     let nft = nft_binary();
     let mut child = Command::new(&nft)
         .args(["-f", "-"])
@@ -39,6 +48,71 @@ pub fn load(script: &str) -> Result<()> {
     Ok(())
 }
 
+/// The few libnftables entry points kleene uses (stable since nftables 0.9).
+struct LibNftables {
+    ctx_new: unsafe extern "C" fn(u32) -> *mut c_void,
+    ctx_free: unsafe extern "C" fn(*mut c_void),
+    buffer_output: unsafe extern "C" fn(*mut c_void) -> c_int,
+    buffer_error: unsafe extern "C" fn(*mut c_void) -> c_int,
+    error_buffer: unsafe extern "C" fn(*mut c_void) -> *const c_char,
+    run_from_buffer: unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int,
+}
+
+impl LibNftables {
+    /// dlopen libnftables.so.1; None when it is not installed.
+    fn open() -> Option<LibNftables> {
+        // SAFETY: dlopen/dlsym with NUL-terminated names; the handle is never closed, so the
+        // function pointers stay valid for the life of the process.
+        unsafe {
+            let handle = libc::dlopen(c"libnftables.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            if handle.is_null() {
+                return None;
+            }
+            let sym = |name: &CStr| {
+                let p = libc::dlsym(handle, name.as_ptr());
+                (!p.is_null()).then_some(p)
+            };
+            Some(LibNftables {
+                ctx_new: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_new")?),
+                ctx_free: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_free")?),
+                buffer_output: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_buffer_output")?),
+                buffer_error: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_buffer_error")?),
+                error_buffer: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_get_error_buffer")?),
+                run_from_buffer: std::mem::transmute::<*mut c_void, _>(sym(c"nft_run_cmd_from_buffer")?),
+            })
+        }
+    }
+
+    fn load(&self, script: &str) -> Result<()> {
+        let script = CString::new(script).context("firewall script contains a NUL byte")?;
+        // SAFETY: the context is created, used on this thread only, and freed here; the error
+        // buffer belongs to the context and is copied before the context is freed.
+        unsafe {
+            let ctx = (self.ctx_new)(0);
+            if ctx.is_null() {
+                bail!("libnftables could not create a context");
+            }
+            (self.buffer_output)(ctx);
+            (self.buffer_error)(ctx);
+            let rc = (self.run_from_buffer)(ctx, script.as_ptr());
+            let err = CStr::from_ptr((self.error_buffer)(ctx)).to_string_lossy().trim().to_string();
+            (self.ctx_free)(ctx);
+            if rc != 0 {
+                bail!("nftables refused the kleene table: {err}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads `script` in one transaction, in-process when possible.
+pub fn load(script: &str) -> Result<()> {
+    match LibNftables::open() {
+        Some(lib) => lib.load(script),
+        None => load_with_binary(script),
+    }
+}
+
 /// Enables one forwarding sysctl (of this network namespace) if it is off, and says so.
 fn enable(path: &Path, name: &str) -> Result<()> {
     let now = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
@@ -51,8 +125,8 @@ fn enable(path: &Path, name: &str) -> Result<()> {
 }
 
 /// Applies `rules`: forwarding first (never turned off again: other tools may rely on it),
-/// then the table.
-pub fn apply(rules: &Ruleset) -> Result<()> {
+/// then the table, unless it is what `applied` says the kernel already has.
+pub fn apply(rules: &Ruleset, applied: &Path) -> Result<()> {
     let (v4, v6) = firewall::forwarding_needed(rules);
     if v4 {
         enable(Path::new("/proc/sys/net/ipv4/ip_forward"), "net.ipv4.ip_forward")?;
@@ -61,6 +135,13 @@ pub fn apply(rules: &Ruleset) -> Result<()> {
         enable(Path::new("/proc/sys/net/ipv6/conf/all/forwarding"), "net.ipv6.conf.all.forwarding")?;
     }
     let script = firewall::nft::render(rules);
+    if std::fs::read(applied).is_ok_and(|last| last == script.as_bytes()) {
+        tracing::debug!("firewall unchanged");
+        return Ok(());
+    }
+    // Forget the old script first: if loading fails or we die mid-way, the next change
+    // reloads rather than trusting a record the kernel may not match.
+    let _ = std::fs::remove_file(applied);
     let t = std::time::Instant::now();
     load(&script)?;
     tracing::info!(
@@ -70,5 +151,11 @@ pub fn apply(rules: &Ruleset) -> Result<()> {
         firewall::nft::TABLE,
         t.elapsed()
     );
+    if let Some(dir) = applied.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = std::fs::write(applied, &script) {
+        tracing::debug!("cannot record the applied firewall: {e}");
+    }
     Ok(())
 }
