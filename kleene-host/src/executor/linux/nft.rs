@@ -48,14 +48,20 @@ fn load_with_binary(script: &str) -> Result<()> {
     Ok(())
 }
 
+type CtxNew = unsafe extern "C" fn(u32) -> *mut c_void;
+type CtxFree = unsafe extern "C" fn(*mut c_void);
+type CtxFlag = unsafe extern "C" fn(*mut c_void) -> c_int;
+type CtxError = unsafe extern "C" fn(*mut c_void) -> *const c_char;
+type RunBuffer = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
+
 /// The few libnftables entry points kleene uses (stable since nftables 0.9).
 struct LibNftables {
-    ctx_new: unsafe extern "C" fn(u32) -> *mut c_void,
-    ctx_free: unsafe extern "C" fn(*mut c_void),
-    buffer_output: unsafe extern "C" fn(*mut c_void) -> c_int,
-    buffer_error: unsafe extern "C" fn(*mut c_void) -> c_int,
-    error_buffer: unsafe extern "C" fn(*mut c_void) -> *const c_char,
-    run_from_buffer: unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int,
+    ctx_new: CtxNew,
+    ctx_free: CtxFree,
+    buffer_output: CtxFlag,
+    buffer_error: CtxFlag,
+    error_buffer: CtxError,
+    run_from_buffer: RunBuffer,
 }
 
 impl LibNftables {
@@ -73,12 +79,12 @@ impl LibNftables {
                 (!p.is_null()).then_some(p)
             };
             Some(LibNftables {
-                ctx_new: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_new")?),
-                ctx_free: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_free")?),
-                buffer_output: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_buffer_output")?),
-                buffer_error: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_buffer_error")?),
-                error_buffer: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_get_error_buffer")?),
-                run_from_buffer: std::mem::transmute::<*mut c_void, _>(sym(c"nft_run_cmd_from_buffer")?),
+                ctx_new: std::mem::transmute::<*mut c_void, CtxNew>(sym(c"nft_ctx_new")?),
+                ctx_free: std::mem::transmute::<*mut c_void, CtxFree>(sym(c"nft_ctx_free")?),
+                buffer_output: std::mem::transmute::<*mut c_void, CtxFlag>(sym(c"nft_ctx_buffer_output")?),
+                buffer_error: std::mem::transmute::<*mut c_void, CtxFlag>(sym(c"nft_ctx_buffer_error")?),
+                error_buffer: std::mem::transmute::<*mut c_void, CtxError>(sym(c"nft_ctx_get_error_buffer")?),
+                run_from_buffer: std::mem::transmute::<*mut c_void, RunBuffer>(sym(c"nft_run_cmd_from_buffer")?),
             })
         }
     }
