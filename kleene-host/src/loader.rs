@@ -47,7 +47,8 @@ pub struct Candidate {
     pub shadowed_by: Option<PathBuf>,
 }
 
-/// A loaded, checked plugin.
+/// A loaded, checked plugin (cheap to clone: the library stays loaded for the process).
+#[derive(Clone)]
 pub struct Plugin {
     pub info: PluginInfo,
     pub path: PathBuf,

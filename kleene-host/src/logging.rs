@@ -3,6 +3,7 @@
 use abi_stable::std_types::RStr;
 use kleene_plugin_api::{abi::HostServices, Level};
 use tracing::level_filters::LevelFilter;
+use tracing_subscriber::fmt::time::uptime;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(verbose: u8, filter: Option<&str>) {
@@ -15,12 +16,9 @@ pub fn init(verbose: u8, filter: Option<&str>) {
     let filter = filter.map(EnvFilter::new).unwrap_or_else(|| EnvFilter::new(default));
     // Colour only on a terminal: logs captured to files or pipes stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .without_time()
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    // -vvv: time since start on every event, to see where a command spends its time.
+    let _ = if verbose >= 3 { builder.with_timer(uptime()).try_init() } else { builder.without_time().try_init() };
 }
 
 /// Forwards a plugin's log calls to the host's subscriber, tagged with the plugin's name.

@@ -24,6 +24,8 @@ pub struct Ctx {
     pub state_dir: PathBuf,
     pub run_dir: PathBuf,
     registry: Option<Registry>,
+    /// Plugins loaded so far: a command asking twice (checks, then planning) loads once.
+    loaded: Vec<Plugin>,
 }
 
 impl Ctx {
@@ -35,7 +37,7 @@ impl Ctx {
         };
         let state_dir = global.state_dir.clone().unwrap_or_else(|| state_default.into());
         let run_dir = global.run_dir.clone().unwrap_or_else(|| run_default.into());
-        Ctx { global, state_dir, run_dir, registry: None }
+        Ctx { global, state_dir, run_dir, registry: None, loaded: Vec::new() }
     }
 
     pub fn registry(&mut self) -> &Registry {
@@ -44,7 +46,12 @@ impl Ctx {
     }
 
     pub fn plugin(&mut self, name: &str, kind: PluginKind) -> Result<Plugin> {
-        self.registry().load(name, kind)
+        if let Some(p) = self.loaded.iter().find(|p| p.info.name == name && p.info.kind == kind) {
+            return Ok(p.clone());
+        }
+        let plugin = self.registry().load(name, kind)?;
+        self.loaded.push(plugin.clone());
+        Ok(plugin)
     }
 
     pub fn state(&self) -> Result<State> {
