@@ -9,6 +9,7 @@
 
 mod load;
 pub mod nft;
+pub mod nft_delta;
 pub mod pf;
 
 pub use load::{forwarding_needed, load};

@@ -141,19 +141,28 @@ pub fn apply(rules: &Ruleset, applied: &Path) -> Result<()> {
         enable(Path::new("/proc/sys/net/ipv6/conf/all/forwarding"), "net.ipv6.conf.all.forwarding")?;
     }
     let script = firewall::nft::render(rules);
-    if std::fs::read(applied).is_ok_and(|last| last == script.as_bytes()) {
+    let last = std::fs::read_to_string(applied).ok();
+    let update = last.as_deref().and_then(|last| firewall::nft_delta::delta(last, &script));
+    if update.as_deref() == Some("") {
         tracing::debug!("firewall unchanged");
         return Ok(());
     }
     // Forget the old script first: if loading fails or we die mid-way, the next change
-    // reloads rather than trusting a record the kernel may not match.
+    // reloads everything rather than trusting a record the kernel may not match.
     let _ = std::fs::remove_file(applied);
     let t = std::time::Instant::now();
-    load(&script)?;
+    let how = match update {
+        Some(delta) => load(&delta).map(|()| "updated the sets of"),
+        None => Err(anyhow::anyhow!("no previous table")),
+    }
+    .or_else(|e| {
+        tracing::debug!("replacing the whole table: {e:#}");
+        load(&script).map(|()| "replaced")
+    })?;
     tracing::info!(
         networks = rules.networks.len(),
         bytes = script.len(),
-        "firewall: replaced table {} in {:?}",
+        "firewall: {how} table {} in {:?}",
         firewall::nft::TABLE,
         t.elapsed()
     );
