@@ -39,7 +39,7 @@ cleanup_kleene() {
 
 now_us() { echo $(( $(date +%s%N) / 1000 )); }
 
-median() { sort -n | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+median() { sort -n | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%d\n", (v[NR/2]+v[NR/2+1])/2}'; }
 mean() { awk '{s+=$1} END {if (NR) printf "%.0f\n", s/NR}'; }
 
 # Time one command, print microseconds.

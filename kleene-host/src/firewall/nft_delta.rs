@@ -1,11 +1,11 @@
 //! Small updates of the kernel's `inet kleene` table.
 //!
-//! Replacing the whole table costs ~20 ms on this kernel whatever its size: touching any
-//! chain makes the commit wait for an RCU grace period. Set and map elements do not. Most
-//! changes (a network, a container, a published port) only change elements, so when the new
-//! script differs from the one last loaded only inside `elements = { ... }` blocks, the update
-//! is `flush set` + `add element` for the sets that changed; anything else falls back to the
-//! full replacement.
+//! Replacing the whole table costs ~20 ms on this kernel whatever its size: touching a chain,
+//! or deleting anything, makes the commit wait for an RCU grace period. Adding set and map
+//! elements does not. Most changes (a network, a container, a published port) only change
+//! elements, so when the new script differs from the one last loaded only inside
+//! `elements = { ... }` blocks, the update deletes the elements that went and adds the ones
+//! that came; anything else falls back to the full replacement.
 
 use super::nft::TABLE;
 use std::collections::BTreeMap;
@@ -57,23 +57,32 @@ fn split(script: &str) -> Split<'_> {
     Split { shape, elements }
 }
 
-/// The element-only update from `old` to `new`, or None when the shape changed.
+/// The key of an element: what `delete element` names (no comment, no map value).
+fn key(element: &str) -> &str {
+    let e = element.split(" comment ").next().unwrap_or(element);
+    e.split(" : ").next().unwrap_or(e).trim()
+}
+
+/// The element-only update from `old` to `new` (empty when nothing changed), or None when
+/// the shape changed.
 pub fn delta(old: &str, new: &str) -> Option<String> {
     let (old, new) = (split(old), split(new));
     if old.shape != new.shape {
         return None;
     }
-    let mut out = String::new();
-    for (name, (kind, elements)) in &new.elements {
-        if old.elements.get(name).map(|(_, e)| e) == Some(elements) {
-            continue;
+    let (mut deletes, mut adds) = (String::new(), String::new());
+    for (name, (_, elements)) in &new.elements {
+        let before: &[&str] = old.elements.get(name).map_or(&[], |(_, e)| e);
+        let gone: Vec<&str> = before.iter().filter(|e| !elements.contains(e)).map(|e| key(e)).collect();
+        let came: Vec<&str> = elements.iter().filter(|e| !before.contains(e)).copied().collect();
+        if !gone.is_empty() {
+            deletes.push_str(&format!("delete element {TABLE} {name} {{ {} }}\n", gone.join(", ")));
         }
-        out.push_str(&format!("flush {kind} {TABLE} {name}\n"));
-        if !elements.is_empty() {
-            out.push_str(&format!("add element {TABLE} {name} {{\n\t{}\n}}\n", elements.join(",\n\t")));
+        if !came.is_empty() {
+            adds.push_str(&format!("add element {TABLE} {name} {{\n\t{}\n}}\n", came.join(",\n\t")));
         }
     }
-    Some(out)
+    Some(deletes + &adds)
 }
 
 #[cfg(test)]
@@ -87,7 +96,7 @@ mod tests {
         let b = A.replace("10.1.0.0/24 comment \"network b\"", "10.2.0.0/24 comment \"network c\"");
         assert_eq!(
             delta(A, &b).unwrap(),
-            "flush set inet kleene s4\nadd element inet kleene s4 {\n\t10.0.0.0/24 comment \"network a\",\n\t10.2.0.0/24 comment \"network c\"\n}\n"
+            "delete element inet kleene s4 { 10.1.0.0/24 }\nadd element inet kleene s4 {\n\t10.2.0.0/24 comment \"network c\"\n}\n"
         );
         assert_eq!(delta(A, A).unwrap(), "", "nothing changed, nothing to load");
     }
@@ -95,8 +104,8 @@ mod tests {
     #[test]
     fn emptied_and_filled_sets() {
         let emptied = A.replace("\n\t\telements = {\n\t\t\t10.0.0.0/24 comment \"network a\",\n\t\t\t10.1.0.0/24 comment \"network b\"\n\t\t}\n\t}", " }");
-        assert_eq!(delta(A, &emptied).unwrap(), "flush set inet kleene s4\n");
-        assert!(delta(&emptied, A).unwrap().starts_with("flush set inet kleene s4\nadd element"));
+        assert_eq!(delta(A, &emptied).unwrap(), "delete element inet kleene s4 { 10.0.0.0/24, 10.1.0.0/24 }\n");
+        assert!(delta(&emptied, A).unwrap().starts_with("add element inet kleene s4 {\n\t10.0.0.0/24"));
     }
 
     #[test]
