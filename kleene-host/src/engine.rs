@@ -92,9 +92,15 @@ pub fn run(
     for check in &plan.checks {
         exec.check(check)?;
     }
-    let undo = serde_json::to_string(&undo_of(plan, plan.steps.len()))?;
-    state.db.execute("INSERT INTO journal (what, undo) VALUES (?1, ?2)", params![what, undo])?;
-    let journal_id = state.db.last_insert_rowid();
+    // A plan without steps changes nothing on the host: nothing to journal or roll back.
+    let journal_id = if plan.steps.is_empty() {
+        None
+    } else {
+        let undo = serde_json::to_string(&undo_of(plan, plan.steps.len()))?;
+        state.db.execute("INSERT INTO journal (what, undo) VALUES (?1, ?2)", params![what, undo])?;
+        tracing::trace!("journaled");
+        Some(state.db.last_insert_rowid())
+    };
     let mut facts = Vec::new();
     let fault = Fault::from_env();
     for (i, step) in plan.steps.iter().enumerate() {
@@ -103,7 +109,7 @@ pub fn run(
             Ok(f) => facts.extend(f),
             Err(e) => {
                 undo_all(exec, &undo_of(plan, i));
-                state.db.execute("DELETE FROM journal WHERE id = ?1", [journal_id])?;
+                forget_journal(&state.db, journal_id)?;
                 return Err(e);
             }
         }
@@ -114,11 +120,13 @@ pub fn run(
         let tx = state.db.transaction()?;
         commit(&tx, &facts)?;
         let rules = firewall::load(&tx, host_gw_if)?;
+        tracing::trace!("firewall rules derived from the new state");
         firewall_touched = true;
         fault.before_firewall()?;
         exec.apply_firewall(&rules).context("cannot update the firewall")?;
-        tx.execute("DELETE FROM journal WHERE id = ?1", [journal_id])?;
+        forget_journal(&tx, journal_id)?;
         tx.commit()?;
+        tracing::trace!("committed");
         Ok(())
     });
     if let Err(e) = committed {
@@ -126,8 +134,15 @@ pub fn run(
         if firewall_touched {
             restore_firewall(state, exec, host_gw_if);
         }
-        state.db.execute("DELETE FROM journal WHERE id = ?1", [journal_id])?;
+        forget_journal(&state.db, journal_id)?;
         return Err(e);
+    }
+    Ok(())
+}
+
+fn forget_journal(db: &rusqlite::Connection, journal_id: Option<i64>) -> Result<()> {
+    if let Some(id) = journal_id {
+        db.execute("DELETE FROM journal WHERE id = ?1", [id])?;
     }
     Ok(())
 }

@@ -58,9 +58,6 @@ impl State {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.pragma_update(None, "foreign_keys", "ON")?;
-        // Each kleene is a short process: a checkpoint (and fsync) at every close would cost
-        // more than the command itself. The WAL is checkpointed as it grows instead.
-        db.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         migrate(&db)?;
         Ok(State { db })
     }

@@ -13,12 +13,27 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Mount point of the cgroup2 (unified) hierarchy, read from
 /// /proc/self/mountinfo because hybrid hosts mount it somewhere other than
 /// /sys/fs/cgroup (e.g. /sys/fs/cgroup/unified).
+///
+/// The usual places are tried first with statfs(2) — one cheap call each — because
+/// mountinfo grows with every container's namespace bind mount, and reading it on every
+/// start and stop made them slower as containers accumulated.
 pub fn cgroup2_mount() -> io::Result<PathBuf> {
+    if let Some(known) = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].into_iter().find(|p| is_cgroup2(Path::new(p))) {
+        return Ok(PathBuf::from(known));
+    }
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
     mountinfo
         .lines()
         .find_map(cgroup2_mountpoint)
         .ok_or_else(|| io::Error::new(ErrorKind::NotFound, "no cgroup2 filesystem mounted"))
+}
+
+/// Whether a cgroup2 file system is mounted at `path`.
+fn is_cgroup2(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a properly sized out-parameter.
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type == libc::CGROUP2_SUPER_MAGIC }
 }
 
 /// The mount point of one mountinfo line if its filesystem type is cgroup2.
