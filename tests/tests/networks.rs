@@ -103,8 +103,14 @@ fn custom_network_uses_an_existing_interface_and_never_destroys_it() {
     let sb = Sandbox::new("net-custom");
     let missing = sb.kleene(&["network", "create", "-t", "custom", "-i", "nosuch0", "--subnet", "10.40.0.0/24", "cu"]);
     assert!(missing.err().contains("interface nosuch0 does not exist"), "{}", missing.stderr);
-    sb.sh("ip link add mine0 type bridge").ok();
+    sb.sh("ip link add mine0 type bridge && ip addr add 10.40.0.1/24 dev mine0 && ip addr add 10.40.0.2/32 dev mine0")
+        .ok();
     sb.kleene(&["network", "create", "-t", "custom", "-i", "mine0", "--subnet", "10.40.0.0/24", "cu"]).ok();
+    // As in Kleene, addresses already on the interface count as used.
+    sb.kleene(&["container", "create", "-n", "cu", "c"]).ok();
+    let ep = &sb.kleene(&["network", "inspect", "cu"]).json()["network_endpoints"][0];
+    assert_eq!(ep["ip_address"], "10.40.0.3");
+    sb.kleene(&["container", "rm", "c"]).ok();
     sb.kleene(&["network", "rm", "cu"]).ok();
     assert!(link(&sb.ip_json("link show"), "mine0").is_some(), "custom interface survives rm");
 }

@@ -142,6 +142,12 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
     };
     let plan = plugin.plan(&Call::NetworkCreate { network: network.clone() })?;
     let id = network.id.clone();
+    // Kleene counts the addresses already on the interface as used (custom networks).
+    let mut session = session;
+    let on_link = match (&mut session, args.kind == "custom") {
+        (Some((_, exec)), true) => exec.link_addresses(&network.interface).unwrap_or_default(),
+        _ => Vec::new(),
+    };
     apply(ctx, &mut state, session, &format!("network create {}", network.name), &plan, |tx, facts| {
         let link_kind = facts.iter().find_map(|f| match f {
             Fact::LinkKind { name, kind } if *name == network.interface => Some(kind.clone()),
@@ -150,7 +156,8 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
         state::insert_network(tx, &NetworkRow { network: network.clone(), link_kind })?;
         for (s, gw) in [(network.subnet, network.gateway), (network.subnet6, network.gateway6)] {
             if let Some(s) = s {
-                ipam::init(tx, &network.id, &s, &gw.into_iter().collect::<Vec<_>>())?;
+                let reserved: Vec<IpAddr> = gw.into_iter().chain(on_link.iter().copied()).collect();
+                ipam::init(tx, &network.id, &s, &reserved)?;
             }
         }
         Ok(())

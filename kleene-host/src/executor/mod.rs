@@ -34,6 +34,11 @@ pub trait Executor {
     /// Someone may have changed the rules behind kleene's back (`nft flush ruleset`): the
     /// next `apply_firewall` must load them even if they look unchanged.
     fn forget_firewall(&mut self) {}
+    /// The addresses an existing interface already holds (none where that cannot be known,
+    /// e.g. when rendering): IPAM never hands them out.
+    fn link_addresses(&mut self, _name: &str) -> Result<Vec<std::net::IpAddr>> {
+        Ok(Vec::new())
+    }
     /// Called after the last operation of a plan (renderers flush pending commands here).
     fn finish(&mut self) -> Result<()> {
         Ok(())

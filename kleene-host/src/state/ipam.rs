@@ -49,12 +49,15 @@ pub fn usable_range(subnet: &Cidr) -> (u128, u128) {
     }
 }
 
-/// Set up the free ranges of a new network's subnet, minus `reserved` (gateways).
+/// Set up the free ranges of a new network's subnet, minus `reserved` (gateways, addresses
+/// already on the interface; repeats and addresses outside the usable range are ignored).
 pub fn init(db: &Connection, network_id: &str, subnet: &Cidr, reserved: &[IpAddr]) -> Result<()> {
     let (first, last) = usable_range(subnet);
     insert(db, network_id, subnet.addr, first, last)?;
     for ip in reserved.iter().filter(|ip| subnet.contains(**ip)) {
-        take(db, network_id, *ip)?;
+        if is_free(db, network_id, *ip)? {
+            take(db, network_id, *ip)?;
+        }
     }
     Ok(())
 }

@@ -198,6 +198,10 @@ impl Executor for LinuxExecutor {
         nft::apply(rules, &self.run_dir.join(nft::APPLIED))
     }
 
+    fn link_addresses(&mut self, name: &str) -> Result<Vec<IpAddr>> {
+        Ok(self.host()?.addresses(name)?.into_iter().map(|(a, _)| a).collect())
+    }
+
     fn forget_firewall(&mut self) {
         let _ = std::fs::remove_file(self.run_dir.join(nft::APPLIED));
     }
