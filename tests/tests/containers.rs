@@ -282,6 +282,17 @@ fn connect_and_disconnect_running_containers() {
     let bind = "import socket, errno\ntry:\n  socket.socket().bind(('10.17.0.50', 0)); print('bound')\nexcept OSError as e:\n  print(errno.errorcode[e.errno])";
     assert_eq!(py(&sb, "i", bind).ok(), "bound", "restriction updated in place");
     assert_eq!(tcp(&sb, "peer", "10.17.0.2", "i", 7030), "10.17.0.50", "leaves from its address in that network");
+    // Unconnected UDP too: the datagram's source is its address in the destination's network.
+    let server = sb
+        .kleene_command(&["container", "exec", "peer", "--", "python3", "-c",
+            "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('10.17.0.2', 7031)); s.settimeout(8); d, a = s.recvfrom(10); print(a[0])"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let send = "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor _ in range(20):\n  s.sendto(b'x', ('10.17.0.2', 7031)); time.sleep(0.05)";
+    py(&sb, "i", send).ok();
+    let seen = String::from_utf8_lossy(&server.wait_with_output().unwrap().stdout).trim().to_string();
+    assert_eq!(seen, "10.17.0.50", "UDP source in the destination's network");
     sb.kleene(&["network", "disconnect", "two", "i"]).ok();
     assert_eq!(py(&sb, "i", bind).ok(), "EADDRNOTAVAIL", "address withdrawn");
     let aliases = sb.sh("ip -br addr show dev kleene1").ok();

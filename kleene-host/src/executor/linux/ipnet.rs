@@ -153,6 +153,7 @@ const R0: u8 = 0;
 const R1: u8 = 1;
 const R2: u8 = 2;
 const R3: u8 = 3;
+const R4: u8 = 4;
 const FP: u8 = 10;
 const CTX: u8 = 6;
 /// The four words of an IPv6 address are held in r2..r5.
@@ -242,18 +243,35 @@ fn connect4(a: &mut Asm, r: &Restriction) {
     };
     a.ldx_w(R2, CTX, USER_IP4);
     deny_if_loopback4(a, R2);
-    for &(addr, prefix) in &r.local4 {
+    by_destination4(a, R2, &r.local4, |a, addr| bpf_bind4(a, v4_word(addr)));
+    bpf_bind4(a, v4_word(primary));
+    a.ja(Exit::Allow);
+}
+
+/// For each (address, prefix) whose network holds the IPv4 destination in `dst`: emit `then`
+/// for that address and allow. Falls through when none matches; clobbers r3.
+fn by_destination4(a: &mut Asm, dst: u8, locals: &[(Ipv4Addr, u8)], mut then: impl FnMut(&mut Asm, Ipv4Addr)) {
+    for &(addr, prefix) in locals {
         let other = a.new_label();
         let mask = prefix_mask(prefix, 32) as u32;
-        a.mov32_reg(R3, R2);
+        a.mov32_reg(R3, dst);
         a.and32_imm(R3, word(mask.to_be_bytes()));
         a.jne32_imm(R3, word((u32::from(addr) & mask).to_be_bytes()), other);
-        bpf_bind4(a, v4_word(addr));
+        then(a, addr);
         a.ja(Exit::Allow);
         a.bind(other);
     }
-    bpf_bind4(a, v4_word(primary));
-    a.ja(Exit::Allow);
+}
+
+/// The IPv6 twin of [`by_destination4`], for a destination held in r2..r5; clobbers r1.
+fn by_destination6(a: &mut Asm, locals: &[(Ipv6Addr, u8)], mut then: impl FnMut(&mut Asm, Ipv6Addr)) {
+    for &(addr, prefix) in locals {
+        let other = a.new_label();
+        jump_unless_in_v6_net(a, addr, prefix, other);
+        then(a, addr);
+        a.ja(Exit::Allow);
+        a.bind(other);
+    }
 }
 
 /// The network mask of `prefix` in an address of `width` bits, as an integer.
@@ -295,13 +313,7 @@ fn connect6(a: &mut Asm, r: &Restriction) {
 
     a.bind(native);
     jump_if_v6_equal(a, loopback6_words(), Exit::Deny(ECONNREFUSED));
-    for &(addr, prefix) in &r.local6 {
-        let other = a.new_label();
-        jump_unless_in_v6_net(a, addr, prefix, other);
-        bpf_bind6(a, v6_words(addr));
-        a.ja(Exit::Allow);
-        a.bind(other);
-    }
+    by_destination6(a, &r.local6, |a, addr| bpf_bind6(a, v6_words(addr)));
     match r.v6.first() {
         Some(&primary) => {
             bpf_bind6(a, v6_words(primary));
@@ -321,7 +333,13 @@ fn sendmsg4(a: &mut Asm, r: &Restriction) {
     a.ldx_w(R2, CTX, MSG_SRC_IP4);
     jump_if_v4_listed(a, R2, &r.v4, Exit::Allow);
     a.jne32_imm(R2, 0, Exit::Deny(EADDRNOTAVAIL));
-    // No source chosen (unbound socket, no IP_PKTINFO): use the primary.
+    // No source chosen (unbound socket, no IP_PKTINFO): its address in the destination's
+    // network, else the primary.
+    a.ldx_w(R4, CTX, USER_IP4);
+    by_destination4(a, R4, &r.local4, |a, addr| {
+        a.mov64_imm(R2, v4_word(addr));
+        a.stx_w(CTX, R2, MSG_SRC_IP4);
+    });
     a.mov64_imm(R2, v4_word(primary));
     a.stx_w(CTX, R2, MSG_SRC_IP4);
     a.ja(Exit::Allow);
@@ -353,6 +371,8 @@ fn sendmsg6(a: &mut Asm, r: &Restriction) {
     for reg in V6_REGS {
         a.jne32_imm(reg, 0, Exit::Deny(EADDRNOTAVAIL));
     }
+    load_v6(a, USER_IP6);
+    by_destination6(a, &r.local6, |a, addr| store_v6(a, MSG_SRC_IP6, v6_words(addr)));
     store_v6(a, MSG_SRC_IP6, v6_words(primary));
     a.ja(Exit::Allow);
 }
