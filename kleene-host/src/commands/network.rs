@@ -73,10 +73,8 @@ fn validate_interface(name: &str) -> Result<()> {
 
 /// The lowest `kleene<N>` no network uses.
 fn free_interface(existing: &[NetworkRow]) -> String {
-    (0..)
-        .map(|n| format!("kleene{n}"))
-        .find(|n| !existing.iter().any(|r| &r.network.interface == n))
-        .expect("unbounded")
+    let used: std::collections::HashSet<&str> = existing.iter().map(|r| r.network.interface.as_str()).collect();
+    (0..).map(|n| format!("kleene{n}")).find(|n| !used.contains(n.as_str())).expect("unbounded")
 }
 
 pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {

@@ -8,7 +8,7 @@
 //! that came; anything else falls back to the full replacement.
 
 use super::nft::TABLE;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// A rendered script split into its shape (everything but set elements) and the elements of
 /// each named set or map.
@@ -73,8 +73,11 @@ pub fn delta(old: &str, new: &str) -> Option<String> {
     let (mut deletes, mut adds) = (String::new(), String::new());
     for (name, (_, elements)) in &new.elements {
         let before: &[&str] = old.elements.get(name).map_or(&[], |(_, e)| e);
-        let gone: Vec<&str> = before.iter().filter(|e| !elements.contains(e)).map(|e| key(e)).collect();
-        let came: Vec<&str> = elements.iter().filter(|e| !before.contains(e)).copied().collect();
+        // Sets hold thousands of elements at scale: compare through hash sets.
+        let (was, is): (HashSet<&str>, HashSet<&str>) =
+            (before.iter().copied().collect(), elements.iter().copied().collect());
+        let gone: Vec<&str> = before.iter().filter(|e| !is.contains(*e)).map(|e| key(e)).collect();
+        let came: Vec<&str> = elements.iter().filter(|e| !was.contains(*e)).copied().collect();
         if !gone.is_empty() {
             deletes.push_str(&format!("delete element {TABLE} {name} {{ {} }}\n", gone.join(", ")));
         }
