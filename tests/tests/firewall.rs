@@ -7,7 +7,7 @@
 //! route to any container subnet, so only NATed traffic can be answered. All addresses are
 //! documentation ranges inside namespaces the tests make.
 
-use kleene_tests::{kleene_bin, Run, Sandbox};
+use kleene_tests::{Run, Sandbox};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -151,17 +151,7 @@ impl Drop for Server {
 
 /// `kleene container exec CONTAINER --`, as a command to add arguments to.
 fn in_container(sb: &Sandbox, container: &str) -> Command {
-    let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net={}", sb.netns_path().display()))
-        .arg("--")
-        .arg(kleene_bin())
-        .arg("--state-dir")
-        .arg(sb.dir.path().join("state"))
-        .arg("--run-dir")
-        .arg(sb.dir.path().join("run"))
-        .args(["container", "exec", container, "--"])
-        .env("KLEENE_PLUGIN_PATH", &sb.plugin_path);
-    cmd
+    sb.kleene_command(&["container", "exec", container, "--"])
 }
 
 /// A command run in the sandbox's namespace, as the host.
