@@ -312,10 +312,7 @@ fn settled_traces(sb: &Sandbox, id: &str) -> (bool, bool, String) {
 
 fn host_traces(sb: &Sandbox, id: &str) -> (bool, bool, String) {
     let netns = sb.dir.path().join("run/netns").join(id).exists();
-    let cgroups = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let cg2 =
-        cgroups.lines().find(|l| l.contains(" - cgroup2 ")).map(|l| l.split(' ').nth(4).unwrap().to_string()).unwrap();
-    let cgroup = std::path::Path::new(&cg2).join("kleene").join(id).exists();
+    let cgroup = cgroup2().join("kleene").join(id).exists();
     (netns, cgroup, sb.sh("ip -br addr").ok())
 }
 
@@ -399,4 +396,50 @@ fn a_failed_start_leaves_nothing_behind_and_a_crash_is_rolled_back() {
     // And it starts cleanly afterwards.
     sb.kleene(&["container", "start", "v"]).ok();
     assert!(ping(&sb, "v", "10.20.0.1"));
+}
+
+/// The cgroup2 mount, from mountinfo.
+fn cgroup2() -> std::path::PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines().find(|l| l.contains(" - cgroup2 ")).map(|l| l.split(' ').nth(4).unwrap().into()).unwrap()
+}
+
+#[test]
+fn reconcile_rebuilds_what_a_reboot_took_away() {
+    let sb = Sandbox::new("ct-reboot");
+    bridge(&sb, "br", 21);
+    started(&sb, &["-l", "vnet", "-n", "br", "v"]);
+    started(&sb, &["-l", "ipnet", "-n", "br", "i"]);
+    assert!(ping(&sb, "v", "10.21.0.3"));
+    // A reboot, as the host sees it: interfaces, namespaces, cgroups and rules gone.
+    let ids: Vec<String> = ["v", "i"]
+        .iter()
+        .map(|c| sb.kleene(&["container", "inspect", c]).json()["container"]["id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &ids {
+        let cg = cgroup2().join("kleene").join(id);
+        let _ = std::fs::write(cg.join("cgroup.kill"), "1");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::remove_dir(&cg).unwrap();
+        let ns = sb.dir.path().join("run/netns").join(id);
+        if ns.exists() {
+            assert!(Command::new("umount").arg(&ns).status().unwrap().success());
+            std::fs::remove_file(&ns).unwrap();
+        }
+    }
+    sb.sh("ip link del kleene0 && nft flush ruleset").ok();
+    let _ = std::fs::remove_file(sb.dir.path().join("run/firewall.nft"));
+    let _ = std::fs::remove_dir(cgroup2().join("kleene"));
+    settled_traces(&sb, &ids[0]);
+
+    sb.kleene(&["system", "reconcile"]).ok();
+    let addrs = sb.sh("ip -br addr show dev kleene0").ok();
+    assert!(
+        addrs.contains("10.21.0.1/24") && addrs.contains("10.21.0.3/32"),
+        "bridge, gateway and alias back: {addrs}"
+    );
+    assert!(ping(&sb, "v", "10.21.0.3"), "vnet reaches ipnet again");
+    assert_eq!(tcp(&sb, "v", "10.21.0.2", "i", 7040), "10.21.0.3", "ipnet restriction back");
+    // Nothing left to do: a second reconcile changes nothing and succeeds.
+    sb.kleene(&["system", "reconcile"]).ok();
 }

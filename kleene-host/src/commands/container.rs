@@ -7,7 +7,8 @@ use crate::executor::Fact;
 use crate::firewall;
 use crate::state::{self, State};
 use anyhow::{bail, Result};
-use kleene_plugin_api::{Call, Container, PluginKind};
+use kleene_plugin_api::{Attachment, Call, Container, Plan, PluginKind};
+use rusqlite::Connection;
 use serde_json::json;
 
 pub struct CreateArgs<'a> {
@@ -106,6 +107,14 @@ pub fn start(ctx: &mut Ctx, ident: &str) -> Result<()> {
     if container.running {
         bail!("container {} is already running", container.name);
     }
+    let (plan, mut attachments) = start_plan(ctx, &state, &container)?;
+    apply(ctx, &mut state, session, &format!("container start {}", container.name), &plan, |tx, facts| {
+        record_start(tx, &container, &mut attachments, facts)
+    })
+}
+
+/// The driver's start plan, and the attachments with the pair names it chose.
+pub fn start_plan(ctx: &mut Ctx, state: &State, container: &Container) -> Result<(Plan, Vec<Attachment>)> {
     let mut attachments = attachments(&state.db, &container.id)?;
     let driver = ctx.plugin(&container.driver, PluginKind::Driver)?;
     let running = Container { running: true, ..container.clone() };
@@ -116,14 +125,17 @@ pub fn start(ctx: &mut Ctx, ident: &str) -> Result<()> {
             a.endpoint.interface = Some(peer);
         }
     }
-    apply(ctx, &mut state, session, &format!("container start {}", container.name), &plan, |tx, facts| {
-        state::set_running(tx, &container.id, true)?;
-        for a in &mut attachments {
-            rename_links(&mut a.endpoint, facts);
-            state::update_endpoint_links(tx, &a.endpoint)?;
-        }
-        Ok(())
-    })
+    Ok((plan, attachments))
+}
+
+/// Record a started container: running, and its endpoints' link names.
+pub fn record_start(tx: &Connection, c: &Container, attachments: &mut [Attachment], facts: &[Fact]) -> Result<()> {
+    state::set_running(tx, &c.id, true)?;
+    for a in attachments {
+        rename_links(&mut a.endpoint, facts);
+        state::update_endpoint_links(tx, &a.endpoint)?;
+    }
+    Ok(())
 }
 
 /// Record names the platform chose itself (FreeBSD's `epairNa`).

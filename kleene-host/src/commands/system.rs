@@ -1,15 +1,20 @@
 //! `kleene system ...`: host-wide maintenance.
 
+use super::container::{record_start, start_plan};
 use super::Ctx;
 use crate::engine;
-use crate::executor::Os;
+use crate::executor::{Executor, Os};
 use crate::firewall;
-use anyhow::Result;
+use crate::state::{self, State};
+use anyhow::{Context, Result};
+use kleene_plugin_api::{Call, PluginKind};
 
-/// Finish any interrupted operation, then re-apply what state says the host should have: the
-/// firewall (after, say, `nft flush ruleset`). Under --dry-run, print the ruleset instead.
-pub fn reconcile(ctx: &Ctx) -> Result<()> {
-    let state = ctx.state()?;
+/// Finish any interrupted operation, then bring the host back to what state says: networks
+/// whose interface is gone and running containers whose sandbox is gone (a reboot empties
+/// both) are built again, and the firewall is re-applied (after, say, `nft flush ruleset`).
+/// Under --dry-run, print the ruleset instead.
+pub fn reconcile(ctx: &mut Ctx) -> Result<()> {
+    let mut state = ctx.state()?;
     let gw = ctx.host_gw_if();
     match ctx.begin(&state)? {
         None => {
@@ -17,6 +22,43 @@ pub fn reconcile(ctx: &Ctx) -> Result<()> {
             let mut renderer = ctx.global.os.unwrap_or_else(Os::current).renderer();
             engine::render(renderer.as_mut(), &kleene_plugin_api::Plan::new(), &rules)
         }
-        Some((_lock, mut exec)) => engine::reapply_firewall(&state, exec.as_mut(), &gw),
+        Some((_lock, mut exec)) => {
+            restore_networks(ctx, &mut state, exec.as_mut(), &gw)?;
+            restore_containers(ctx, &mut state, exec.as_mut(), &gw)?;
+            engine::reapply_firewall(&state, exec.as_mut(), &gw)
+        }
     }
+}
+
+/// Re-create the interfaces of networks that lost them. A plan whose checks fail (the link
+/// is there; a custom interface is missing) is left alone: nothing to rebuild, or not ours.
+fn restore_networks(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor, gw: &str) -> Result<()> {
+    for row in state::networks(&state.db)? {
+        let network = row.network;
+        let plugin = ctx.plugin(&network.kind, PluginKind::NetworkType)?;
+        let plan = plugin.plan(&Call::NetworkCreate { network: network.clone() })?;
+        if plan.steps.is_empty() || plan.checks.iter().any(|c| exec.check(c).is_err()) {
+            continue;
+        }
+        tracing::info!("re-creating the interface of network {}", network.name);
+        let what = format!("reconcile network {}", network.name);
+        engine::run(state, exec, &what, &plan, gw, |_, _| Ok(()))
+            .with_context(|| format!("cannot restore network {}", network.name))?;
+    }
+    Ok(())
+}
+
+/// Start again the running containers whose sandbox is gone.
+fn restore_containers(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor, gw: &str) -> Result<()> {
+    for c in state::containers(&state.db)?.into_iter().filter(|c| c.running) {
+        if exec.sandbox_exists(&c.id)? {
+            continue;
+        }
+        tracing::info!("restarting the sandbox of container {}", c.name);
+        let (plan, mut attachments) = start_plan(ctx, state, &c)?;
+        let what = format!("reconcile container {}", c.name);
+        engine::run(state, exec, &what, &plan, gw, |tx, facts| record_start(tx, &c, &mut attachments, facts))
+            .with_context(|| format!("cannot restore container {}", c.name))?;
+    }
+    Ok(())
 }

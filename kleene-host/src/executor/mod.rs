@@ -34,6 +34,10 @@ pub trait Executor {
     /// Someone may have changed the rules behind kleene's back (`nft flush ruleset`): the
     /// next `apply_firewall` must load them even if they look unchanged.
     fn forget_firewall(&mut self) {}
+    /// Whether a container's sandbox exists on this host (false after a reboot).
+    fn sandbox_exists(&mut self, _sandbox: &str) -> Result<bool> {
+        Ok(true)
+    }
     /// The addresses an existing interface already holds (none where that cannot be known,
     /// e.g. when rendering): IPAM never hands them out.
     fn link_addresses(&mut self, _name: &str) -> Result<Vec<std::net::IpAddr>> {

@@ -202,6 +202,10 @@ impl Executor for LinuxExecutor {
         Ok(self.host()?.addresses(name)?.into_iter().map(|(a, _)| a).collect())
     }
 
+    fn sandbox_exists(&mut self, sandbox: &str) -> Result<bool> {
+        Ok(self.cgroup_path(sandbox)?.exists())
+    }
+
     fn forget_firewall(&mut self) {
         let _ = std::fs::remove_file(self.run_dir.join(nft::APPLIED));
     }
