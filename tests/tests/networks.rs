@@ -322,3 +322,21 @@ fn concurrent_creates_never_collide() {
     assert_eq!(ips.len(), 12, "twelve distinct addresses: {ips:?}");
     assert!(!ips.contains(&"10.100.0.1"), "the gateway is never handed out");
 }
+
+#[test]
+fn many_kleenes_opening_a_fresh_state_at_once_never_see_a_locked_database() {
+    // Setting up WAL on a new database needs an exclusive lock SQLite does not wait for.
+    for round in 0..5 {
+        let sb = std::sync::Arc::new(Sandbox::new(&format!("net-fresh{round}")));
+        let runs: Vec<_> = (0..12)
+            .map(|_| {
+                let sb = sb.clone();
+                std::thread::spawn(move || sb.kleene(&["network", "ls", "--json"]))
+            })
+            .collect();
+        for r in runs {
+            let run = r.join().unwrap();
+            assert_eq!(run.code, 0, "round {round}: {}", run.stderr);
+        }
+    }
+}

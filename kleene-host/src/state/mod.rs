@@ -55,11 +55,31 @@ impl State {
         let path = dir.join("kleene.db");
         let db = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
         db.busy_timeout(std::time::Duration::from_secs(30))?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
+        enable_wal(&db)?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&db)?;
         Ok(State { db })
+    }
+}
+
+/// Switch a database to WAL once. The switch needs an exclusive lock and SQLite does not wait
+/// for it (no busy handler), so kleenes racing on a fresh database retry for a while.
+fn enable_wal(db: &Connection) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mode: String = db.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        if mode.eq_ignore_ascii_case("wal") {
+            return Ok(());
+        }
+        match db.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 
