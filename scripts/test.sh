@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build --workspace --all-targets
-cargo test --workspace -- --test-threads=4
+cargo test --workspace --no-fail-fast -- --test-threads=4

@@ -195,8 +195,9 @@ fn ids_resolve_by_unique_prefix_and_ambiguity_lists_candidates() {
         .expect("a shared first digit");
     let err = sb.kleene(&["network", "inspect", &a[..1]]).err();
     assert!(err.contains("ambiguous") && err.contains(a.as_str()) && err.contains(b.as_str()), "{err}");
-    let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
-    let inspect = sb.kleene(&["network", "inspect", &a[..common + 1], "--json"]).json();
+    // The shortest prefix of `a` that no other id shares.
+    let unique = (1..=a.len()).find(|&n| ids.iter().filter(|id| id.starts_with(&a[..n])).count() == 1).unwrap();
+    let inspect = sb.kleene(&["network", "inspect", &a[..unique], "--json"]).json();
     assert_eq!(inspect["network"]["id"], a.as_str());
     assert_eq!(sb.kleene(&["network", "inspect", "zzz"]).err(), "kleene: network not found");
 }
