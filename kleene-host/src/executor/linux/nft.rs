@@ -151,9 +151,10 @@ pub fn apply(rules: &Ruleset, applied: &Path) -> Result<()> {
     // reloads everything rather than trusting a record the kernel may not match.
     let _ = std::fs::remove_file(applied);
     let t = std::time::Instant::now();
-    let how = match update {
-        Some(delta) => load(&delta).map(|()| "updated the sets of"),
-        None => Err(anyhow::anyhow!("no previous table")),
+    let how = match (update, last.is_some()) {
+        (Some(delta), _) => load(&delta).map(|()| "updated the sets of"),
+        (None, true) => Err(anyhow::anyhow!("rules or set definitions changed")),
+        (None, false) => Err(anyhow::anyhow!("no record of the table in the kernel")),
     }
     .or_else(|e| {
         tracing::debug!("replacing the whole table: {e:#}");
