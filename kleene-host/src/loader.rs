@@ -98,16 +98,6 @@ impl Registry {
         }
         Ok(plugin)
     }
-
-    /// Every winning plugin of `kind` that loads (broken files are skipped).
-    pub fn load_all(&self, kind: PluginKind) -> Vec<Plugin> {
-        self.candidates
-            .iter()
-            .filter(|c| c.shadowed_by.is_none())
-            .filter_map(|c| load_file(&c.path).ok())
-            .filter(|p| p.info.kind == kind)
-            .collect()
-    }
 }
 
 fn plugin_name(path: &Path) -> Option<String> {
