@@ -90,6 +90,21 @@ impl Call {
 }
 
 impl Attachment {
+    /// The endpoint's addresses as host aliases (/32, /128) on the network's interface: how a
+    /// driver sharing the host's stack (ipnet) gives a container its addresses. `add` false
+    /// gives the removals.
+    pub fn host_aliases(&self, add: bool) -> impl Iterator<Item = crate::Op> + '_ {
+        self.endpoint.addresses().map(move |address| {
+            let (link, sandbox) = (self.network.interface.clone(), None);
+            let prefix = crate::Cidr::max_prefix(address);
+            if add {
+                crate::Op::AddAddress { link, address, prefix, sandbox }
+            } else {
+                crate::Op::RemoveAddress { link, address, prefix, sandbox }
+            }
+        })
+    }
+
     /// The endpoint's addresses, each with its network's prefix length.
     pub fn cidrs(&self) -> impl Iterator<Item = crate::Cidr> + '_ {
         let prefix = |ip: std::net::IpAddr| {

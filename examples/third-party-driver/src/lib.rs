@@ -9,25 +9,12 @@
 //! Build: `cargo build --release`, then copy `target/release/libkleene_sample.so` into a
 //! plugin directory (see docs/plugin-authors.md).
 
-use kleene_plugin_api::{Attachment, Call, Cidr, Host, Level, Op, Plan, Plugin, PluginError, PluginInfo, Stack};
-use std::net::IpAddr;
+use kleene_plugin_api::{Call, Cidr, Host, Level, Op, Plan, Plugin, PluginError, PluginInfo, Stack};
 
 #[derive(Default)]
 pub struct Sample;
 
 const NAME: &str = "sample";
-
-/// One alias per endpoint address, on the network's interface in the host stack.
-fn aliases(a: &Attachment, add: bool) -> impl Iterator<Item = Op> + '_ {
-    a.endpoint.addresses().map(move |address| {
-        let (link, prefix, sandbox) = (a.network.interface.clone(), if address.is_ipv4() { 32 } else { 128 }, None);
-        if add {
-            Op::AddAddress { link, address, prefix, sandbox }
-        } else {
-            Op::RemoveAddress { link, address, prefix, sandbox }
-        }
-    })
-}
 
 impl Plugin for Sample {
     fn info(&self) -> PluginInfo {
@@ -45,7 +32,7 @@ impl Plugin for Sample {
             Call::ContainerStart { container, attachments } => {
                 let sandbox = container.id.clone();
                 plan.push(Op::CreateSandbox { sandbox: sandbox.clone(), stack: Stack::Restricted });
-                for op in attachments.iter().flat_map(|a| aliases(a, true)) {
+                for op in attachments.iter().flat_map(|a| a.host_aliases(true)) {
                     plan.push(op);
                 }
                 let addresses: Vec<Cidr> = attachments.iter().flat_map(|a| a.cidrs()).collect();
@@ -57,7 +44,7 @@ impl Plugin for Sample {
                 plan.push_with_undo(Op::RestrictAddresses { sandbox, addresses }, vec![]);
             }
             Call::ContainerStop { container, attachments } => {
-                for op in attachments.iter().flat_map(|a| aliases(a, false)) {
+                for op in attachments.iter().flat_map(|a| a.host_aliases(false)) {
                     plan.push(op);
                 }
                 plan.push(Op::DestroySandbox { sandbox: container.id.clone(), stack: Stack::Restricted });

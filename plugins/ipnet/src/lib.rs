@@ -7,17 +7,6 @@ use kleene_plugin_api::{Attachment, Call, Cidr, Host, Level, Op, Plan, Plugin, P
 #[derive(Default)]
 pub struct Ipnet;
 
-fn alias_ops(a: &Attachment, add: bool) -> impl Iterator<Item = Op> + '_ {
-    a.endpoint.addresses().map(move |address| {
-        let (link, prefix, sandbox) = (a.network.interface.clone(), if address.is_ipv4() { 32 } else { 128 }, None);
-        if add {
-            Op::AddAddress { link, address, prefix, sandbox }
-        } else {
-            Op::RemoveAddress { link, address, prefix, sandbox }
-        }
-    })
-}
-
 fn addresses<'a>(attachments: impl IntoIterator<Item = &'a Attachment>) -> Vec<Cidr> {
     attachments.into_iter().flat_map(|a| a.cidrs()).collect()
 }
@@ -38,7 +27,7 @@ impl Plugin for Ipnet {
             Call::ContainerStart { container, attachments } => {
                 let sandbox = container.id.clone();
                 plan.push(Op::CreateSandbox { sandbox: sandbox.clone(), stack: Stack::Restricted });
-                attachments.iter().flat_map(|a| alias_ops(a, true)).for_each(|op| {
+                attachments.iter().flat_map(|a| a.host_aliases(true)).for_each(|op| {
                     plan.push(op);
                 });
                 let addresses = addresses(attachments);
@@ -51,7 +40,7 @@ impl Plugin for Ipnet {
                 plan.push_with_undo(Op::RestrictAddresses { sandbox, addresses }, vec![]);
             }
             Call::ContainerStop { container, attachments } => {
-                attachments.iter().flat_map(|a| alias_ops(a, false)).for_each(|op| {
+                attachments.iter().flat_map(|a| a.host_aliases(false)).for_each(|op| {
                     plan.push(op);
                 });
                 plan.push(Op::DestroySandbox { sandbox: container.id.clone(), stack: Stack::Restricted });
@@ -59,7 +48,7 @@ impl Plugin for Ipnet {
             Call::ContainerConnect { container, attachment, others } if container.running => {
                 let before = addresses(others);
                 let after = addresses(others.iter().chain([attachment]));
-                alias_ops(attachment, true).for_each(|op| {
+                attachment.host_aliases(true).for_each(|op| {
                     plan.push(op);
                 });
                 let sandbox = container.id.clone();
@@ -71,7 +60,7 @@ impl Plugin for Ipnet {
                 let sandbox = container.id.clone();
                 let undo = vec![Op::RestrictAddresses { sandbox: sandbox.clone(), addresses: before }];
                 plan.push_with_undo(Op::RestrictAddresses { sandbox, addresses: addresses(others) }, undo);
-                alias_ops(attachment, false).for_each(|op| {
+                attachment.host_aliases(false).for_each(|op| {
                     plan.push(op);
                 });
             }
