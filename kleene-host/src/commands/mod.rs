@@ -26,6 +26,8 @@ pub struct Ctx {
     registry: Option<Registry>,
     /// Plugins loaded so far: a command asking twice (checks, then planning) loads once.
     loaded: Vec<Plugin>,
+    /// The default-route interface, looked up once per command.
+    gw_if: std::cell::OnceCell<String>,
 }
 
 impl Ctx {
@@ -37,7 +39,7 @@ impl Ctx {
         };
         let state_dir = global.state_dir.clone().unwrap_or_else(|| state_default.into());
         let run_dir = global.run_dir.clone().unwrap_or_else(|| run_default.into());
-        Ctx { global, state_dir, run_dir, registry: None, loaded: Vec::new() }
+        Ctx { global, state_dir, run_dir, registry: None, loaded: Vec::new(), gw_if: Default::default() }
     }
 
     pub fn registry(&mut self) -> &Registry {
@@ -84,15 +86,19 @@ impl Ctx {
     /// The host's default-route interface ("" when there is none or it cannot be known here):
     /// the default NAT interface of new networks, and pf's `kleenet_host_gw_if`.
     pub fn host_gw_if(&self) -> String {
-        #[cfg(target_os = "linux")]
-        {
-            let mut exec = crate::executor::linux::LinuxExecutor::new(&self.run_dir);
-            exec.default_route_interface().ok().flatten().unwrap_or_default()
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            String::new()
-        }
+        self.gw_if
+            .get_or_init(|| {
+                #[cfg(target_os = "linux")]
+                {
+                    let mut exec = crate::executor::linux::LinuxExecutor::new(&self.run_dir);
+                    exec.default_route_interface().ok().flatten().unwrap_or_default()
+                }
+                #[cfg(not(target_os = "linux"))]
+                {
+                    String::new()
+                }
+            })
+            .clone()
     }
 }
 
