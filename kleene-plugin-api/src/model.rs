@@ -119,6 +119,28 @@ pub struct Network {
     pub internal: bool,
 }
 
+impl Network {
+    /// A network with no subnets, gateways or NAT, icc on, not internal: the base that tests
+    /// (the host's and plugin authors') adjust field by field.
+    pub fn new(id: &str, name: &str, kind: &str, interface: &str) -> Network {
+        Network {
+            id: id.into(),
+            name: name.into(),
+            kind: kind.into(),
+            interface: interface.into(),
+            subnet: None,
+            subnet6: None,
+            gateway: None,
+            gateway_auto: false,
+            gateway6: None,
+            gateway6_auto: false,
+            nat: String::new(),
+            icc: true,
+            internal: false,
+        }
+    }
+}
+
 /// A container's membership in a network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {

@@ -68,24 +68,11 @@ kleene_plugin_api::export_plugin!(Sample);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kleene_plugin_api::{with_null_host, Container, Endpoint, Network};
+    use kleene_plugin_api::{with_null_host, Attachment, Container, Endpoint, Network};
 
     fn attachment() -> Attachment {
-        let network = Network {
-            id: "n1".into(),
-            name: "net".into(),
-            kind: "bridge".into(),
-            interface: "kleene0".into(),
-            subnet: Some("10.0.0.0/24".parse().unwrap()),
-            subnet6: None,
-            gateway: None,
-            gateway_auto: false,
-            gateway6: None,
-            gateway6_auto: false,
-            nat: String::new(),
-            icc: true,
-            internal: false,
-        };
+        let network =
+            Network { subnet: Some("10.0.0.0/24".parse().unwrap()), ..Network::new("n1", "net", "bridge", "kleene0") };
         let endpoint = Endpoint {
             id: "e1".into(),
             network_id: "n1".into(),

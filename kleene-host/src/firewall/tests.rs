@@ -15,10 +15,6 @@ fn net(name: &str, kind: &str, iface: &str, v4: Option<&str>, v6: Option<&str>) 
     let bridge = kind == "bridge";
     let first = |c: Option<Cidr>| c.filter(|_| bridge).map(|c| from_bits(c.addr, to_bits(c.network()) + 1));
     Network {
-        id: format!("{name}0000000000")[..12].to_string(),
-        name: name.into(),
-        kind: kind.into(),
-        interface: iface.into(),
         subnet,
         subnet6,
         gateway: first(subnet),
@@ -26,8 +22,7 @@ fn net(name: &str, kind: &str, iface: &str, v4: Option<&str>, v6: Option<&str>) 
         gateway6: first(subnet6),
         gateway6_auto: bridge && subnet6.is_some(),
         nat: "eth0".into(),
-        icc: true,
-        internal: false,
+        ..Network::new(&format!("{name}0000000000")[..12], name, kind, iface)
     }
 }
 

@@ -24,21 +24,7 @@ pub enum Gw {
 }
 
 pub fn network(n: u8, kind: &str, interface: &str) -> Network {
-    Network {
-        id: format!("0000000000{n:02x}"),
-        name: format!("net{n}"),
-        kind: kind.into(),
-        interface: interface.into(),
-        subnet: None,
-        subnet6: None,
-        gateway: None,
-        gateway_auto: false,
-        gateway6: None,
-        gateway6_auto: false,
-        nat: String::new(),
-        icc: true,
-        internal: false,
-    }
+    Network::new(&format!("0000000000{n:02x}"), &format!("net{n}"), kind, interface)
 }
 
 pub fn gateway(gw: Gw) -> (Option<std::net::IpAddr>, bool) {
