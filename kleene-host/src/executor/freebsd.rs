@@ -248,9 +248,7 @@ impl Executor for FreeBsdRenderer {
     /// (`gateway_enable`, `ipv6_gateway_enable`) is the operator's rc.conf, as in Kleene.
     fn apply_firewall(&mut self, rules: &crate::firewall::Ruleset) -> Result<()> {
         self.flush();
-        self.run("pfctl -a kleene -f - <<'EOF'".into());
-        self.lines.extend(crate::firewall::pf::render(rules).lines().map(String::from));
-        self.run("EOF".into());
+        self.lines.extend(super::here_document("pfctl -a kleene -f -", &crate::firewall::pf::render(rules)));
         Ok(())
     }
 }

@@ -55,6 +55,15 @@ pub trait Renderer: Executor {
     fn lines(&self) -> &[String];
 }
 
+/// `command` fed `body` as a shell here-document, one line per entry: how the renderers show
+/// a firewall ruleset being loaded.
+pub fn here_document(command: &str, body: &str) -> Vec<String> {
+    std::iter::once(format!("{command} <<'EOF'"))
+        .chain(body.lines().map(String::from))
+        .chain(std::iter::once("EOF".to_string()))
+        .collect()
+}
+
 /// Which platform's commands a renderer writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Os {

@@ -90,9 +90,7 @@ impl Executor for LinuxRenderer {
         if v6 {
             self.run("sysctl -w net.ipv6.conf.all.forwarding=1".into());
         }
-        self.run("nft -f - <<'EOF'".into());
-        self.lines.extend(crate::firewall::nft::render(rules).lines().map(String::from));
-        self.run("EOF".into());
+        self.lines.extend(super::here_document("nft -f -", &crate::firewall::nft::render(rules)));
         Ok(())
     }
 }
