@@ -7,7 +7,7 @@ use crate::executor::Fact;
 use crate::firewall;
 use crate::state::{self, State};
 use anyhow::{bail, Result};
-use kleene_plugin_api::{Attachment, Call, Container, Plan, PluginKind};
+use kleene_plugin_api::{Attachment, Call, Container, Plan, PluginKind, Stack};
 use rusqlite::Connection;
 use serde_json::json;
 
@@ -237,19 +237,38 @@ pub fn inspect(ctx: &Ctx, ident: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn exec(ctx: &Ctx, ident: &str, command: &[String]) -> Result<i32> {
+pub fn exec(ctx: &mut Ctx, ident: &str, command: &[String]) -> Result<i32> {
     let state = ctx.state()?;
     let c = find(&state, ident)?;
     if !c.running {
         bail!("container {} is not running: start it first", c.name);
     }
+    let stack = sandbox_stack(ctx, &state, &c)?;
     #[cfg(target_os = "linux")]
     {
-        crate::executor::linux::spawn::run(&ctx.run_dir, &c.id, command)
+        use crate::executor::linux::spawn::{self, NetworkScope};
+        let scope = match stack {
+            Stack::Private | Stack::Disabled => NetworkScope::Own,
+            Stack::Host | Stack::Restricted => NetworkScope::Host,
+        };
+        spawn::run(&ctx.run_dir, &c.id, scope, command)
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = command;
+        let _ = (command, stack);
         bail!("container exec is only implemented on Linux")
     }
+}
+
+/// The kind of stack the container's driver gives it, as its start plan declares: what
+/// `exec` must enter is known from state and the driver, never from what happens to exist.
+fn sandbox_stack(ctx: &mut Ctx, state: &State, c: &Container) -> Result<Stack> {
+    let (plan, _) = start_plan(ctx, state, c)?;
+    plan.steps
+        .iter()
+        .find_map(|step| match step.op {
+            kleene_plugin_api::Op::CreateSandbox { stack, .. } => Some(stack),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow::anyhow!("driver '{}' gives container {} no sandbox to run in", c.driver, c.name))
 }

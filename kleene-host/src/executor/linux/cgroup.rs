@@ -28,6 +28,14 @@ pub fn cgroup2_mount() -> io::Result<PathBuf> {
         .ok_or_else(|| io::Error::new(ErrorKind::NotFound, "no cgroup2 filesystem mounted"))
 }
 
+/// Every mount point of the cgroup2 hierarchy (hosts and tests may mount it more than once).
+pub fn cgroup2_mounts() -> io::Result<Vec<PathBuf>> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    let mut all: Vec<PathBuf> = mountinfo.lines().filter_map(cgroup2_mountpoint).collect();
+    all.dedup();
+    Ok(all)
+}
+
 /// Whether a cgroup2 file system is mounted at `path`.
 fn is_cgroup2(path: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };

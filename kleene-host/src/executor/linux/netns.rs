@@ -46,6 +46,14 @@ pub fn open(path: &Path) -> io::Result<OwnedFd> {
     Ok(File::open(path)?.into())
 }
 
+/// Whether `fd` is a namespace (nsfs), not the plain file a half-made or lost pin leaves.
+pub fn is_namespace(fd: BorrowedFd<'_>) -> bool {
+    const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid fd and a properly sized out-parameter.
+    unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) == 0 && st.f_type as libc::c_long == NSFS_MAGIC }
+}
+
 /// Moves the calling thread into the netns (e.g. in a `pre_exec` hook).
 pub fn enter(fd: BorrowedFd<'_>) -> io::Result<()> {
     cvt(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) })
