@@ -141,6 +141,23 @@ impl Op {
         })
     }
 
+    /// Whether the operation takes something away. Taking away what is already gone counts as
+    /// done (a lost namespace pin, a pair the kernel already reaped), so teardown can always
+    /// finish.
+    pub fn is_teardown(&self) -> bool {
+        use Op::*;
+        matches!(
+            self,
+            DeleteLink { .. }
+                | SetLinkDown { .. }
+                | RemoveAddress { .. }
+                | DeletePair { .. }
+                | DetachFromBridge { .. }
+                | RemoveDefaultRoute { .. }
+                | DestroySandbox { .. }
+        )
+    }
+
     /// The `op` tag, for messages.
     pub fn name(&self) -> &'static str {
         use Op::*;

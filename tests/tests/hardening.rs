@@ -67,3 +67,64 @@ fn exec_cannot_escape_the_container_cgroup() {
         .ok();
     assert_eq!(out, format!("confined {}", libc::EADDRNOTAVAIL), "the process left its cgroup");
 }
+
+fn links(sb: &Sandbox) -> String {
+    sb.sh("ip -br link").ok()
+}
+
+fn lose_pin(sb: &Sandbox, id: &str, remove_file: bool) {
+    let pin = sb.dir.path().join("run/netns").join(id);
+    assert!(std::process::Command::new("umount").arg("-l").arg(&pin).status().unwrap().success());
+    if remove_file {
+        std::fs::remove_file(&pin).unwrap();
+    }
+}
+
+/// A vnet container whose namespace pin is lost while its cgroup survives can still be
+/// stopped and removed, and reconcile rebuilds it (with the pin gone, or a plain file left).
+#[test]
+fn a_lost_namespace_pin_never_wedges_a_container() {
+    let sb = Sandbox::new("hd-wedge");
+    bridge(&sb, "br", "10.84.0.0/24");
+    for remove_file in [true, false] {
+        let id = create_started(&sb, &["-l", "vnet", "-n", "br", "v"]);
+        lose_pin(&sb, &id, remove_file);
+        sb.kleene(&["system", "reconcile"]).ok();
+        let addrs = sb.kleene(&["container", "exec", "v", "--", "ip", "-br", "addr"]).ok();
+        assert!(addrs.contains("10.84.0.2/24"), "reconcile rebuilt the namespace: {addrs}");
+        lose_pin(&sb, &id, remove_file);
+        sb.kleene(&["container", "stop", "v"]).ok();
+        assert!(!links(&sb).contains("kv"), "no pair left after stop");
+        sb.kleene(&["container", "start", "v"]).ok();
+        lose_pin(&sb, &id, remove_file);
+        sb.kleene(&["network", "disconnect", "br", "v"]).ok();
+        let err = sb.kleene(&["network", "connect", "br", "v"]).err();
+        assert!(err.contains("no network namespace") && err.contains("reconcile"), "{err}");
+        sb.kleene(&["system", "reconcile"]).ok();
+        sb.kleene(&["network", "connect", "br", "v"]).ok();
+        lose_pin(&sb, &id, remove_file);
+        sb.kleene(&["container", "rm", "-f", "v"]).ok();
+        assert!(!links(&sb).contains("kv"), "no pair left after rm -f");
+    }
+    sb.kleene(&["network", "rm", "br"]).ok();
+}
+
+/// rm -f deletes the host end of a vnet pair even while something else holds the namespace.
+#[test]
+fn rm_removes_the_pair_while_the_namespace_is_held() {
+    let sb = Sandbox::new("hd-held");
+    bridge(&sb, "br", "10.85.0.0/24");
+    let id = create_started(&sb, &["-l", "vnet", "-n", "br", "v"]);
+    let pin = sb.dir.path().join("run/netns").join(&id);
+    let mut holder = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", pin.display()))
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    sb.kleene(&["container", "rm", "-f", "v"]).ok();
+    let left = links(&sb);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(!left.contains("kv"), "host end outlived rm -f: {left}");
+}

@@ -168,8 +168,7 @@ fn stop_running(
     container: Container,
 ) -> Result<()> {
     let attachments = attachments(&state.db, &container.id)?;
-    let driver = ctx.plugin(&container.driver, PluginKind::Driver)?;
-    let plan = driver.plan(&Call::ContainerStop { container: container.clone(), attachments: attachments.clone() })?;
+    let plan = stop_plan(ctx, state, &container)?;
     apply(ctx, state, session, &format!("container stop {}", container.name), &plan, |tx, _| {
         state::set_running(tx, &container.id, false)?;
         for a in &attachments {
@@ -178,6 +177,13 @@ fn stop_running(
         }
         Ok(())
     })
+}
+
+/// The driver's stop plan for a running container.
+pub fn stop_plan(ctx: &mut Ctx, state: &State, container: &Container) -> Result<Plan> {
+    let attachments = attachments(&state.db, &container.id)?;
+    let driver = ctx.plugin(&container.driver, PluginKind::Driver)?;
+    driver.plan(&Call::ContainerStop { container: container.clone(), attachments })
 }
 
 pub fn rm(ctx: &mut Ctx, idents: &[String], force: bool) -> Result<()> {
@@ -243,7 +249,7 @@ pub fn exec(ctx: &mut Ctx, ident: &str, command: &[String]) -> Result<i32> {
     if !c.running {
         bail!("container {} is not running: start it first", c.name);
     }
-    let stack = sandbox_stack(ctx, &state, &c)?;
+    let stack = sandbox_stack(&start_plan(ctx, &state, &c)?.0, &c)?;
     #[cfg(target_os = "linux")]
     {
         use crate::executor::linux::spawn::{self, NetworkScope};
@@ -261,10 +267,11 @@ pub fn exec(ctx: &mut Ctx, ident: &str, command: &[String]) -> Result<i32> {
 }
 
 /// The kind of stack the container's driver gives it, as its start plan declares: what
-/// `exec` must enter is known from state and the driver, never from what happens to exist.
-fn sandbox_stack(ctx: &mut Ctx, state: &State, c: &Container) -> Result<Stack> {
-    let (plan, _) = start_plan(ctx, state, c)?;
-    plan.steps
+/// `exec` must enter (and reconcile must find) is known from state and the driver, never
+/// from what happens to exist.
+pub fn sandbox_stack(start_plan: &Plan, c: &Container) -> Result<Stack> {
+    start_plan
+        .steps
         .iter()
         .find_map(|step| match step.op {
             kleene_plugin_api::Op::CreateSandbox { stack, .. } => Some(stack),

@@ -1,6 +1,6 @@
 //! `kleene system ...`: host-wide maintenance.
 
-use super::container::{record_start, start_plan};
+use super::container::{record_start, sandbox_stack, start_plan, stop_plan};
 use super::Ctx;
 use crate::engine;
 use crate::executor::{Executor, Os};
@@ -48,14 +48,18 @@ fn restore_networks(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor, g
     Ok(())
 }
 
-/// Start again the running containers whose sandbox is gone.
+/// Start again the running containers whose sandbox is gone or partly gone. What is left of
+/// a partial one is torn down first (teardown of what is missing counts as done).
 fn restore_containers(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor, gw: &str) -> Result<()> {
     for c in state::containers(&state.db)?.into_iter().filter(|c| c.running) {
-        if exec.sandbox_exists(&c.id)? {
+        let (plan, mut attachments) = start_plan(ctx, state, &c)?;
+        if exec.sandbox_intact(&c.id, sandbox_stack(&plan, &c)?)? {
             continue;
         }
-        tracing::info!("restarting the sandbox of container {}", c.name);
-        let (plan, mut attachments) = start_plan(ctx, state, &c)?;
+        tracing::info!("rebuilding the sandbox of container {}", c.name);
+        let leftovers = stop_plan(ctx, state, &c)?;
+        engine::run(state, exec, &format!("reconcile: clear container {}", c.name), &leftovers, gw, |_, _| Ok(()))
+            .with_context(|| format!("cannot clear what is left of container {}", c.name))?;
         let what = format!("reconcile container {}", c.name);
         engine::run(state, exec, &what, &plan, gw, |tx, facts| record_start(tx, &c, &mut attachments, facts))
             .with_context(|| format!("cannot restore container {}", c.name))?;

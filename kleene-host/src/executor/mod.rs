@@ -34,8 +34,9 @@ pub trait Executor {
     /// Someone may have changed the rules behind kleene's back (`nft flush ruleset`): the
     /// next `apply_firewall` must load them even if they look unchanged.
     fn forget_firewall(&mut self) {}
-    /// Whether a container's sandbox exists on this host (false after a reboot).
-    fn sandbox_exists(&mut self, _sandbox: &str) -> Result<bool> {
+    /// Whether a container's sandbox is whole on this host: false after a reboot, and when a
+    /// part is missing (a private stack whose namespace pin was lost).
+    fn sandbox_intact(&mut self, _sandbox: &str, _stack: kleene_plugin_api::Stack) -> Result<bool> {
         Ok(true)
     }
     /// The addresses an existing interface already holds (none where that cannot be known,

@@ -23,8 +23,10 @@ pub struct LinuxExecutor {
     host: Option<Netlink>,
     sandboxes: HashMap<String, Netlink>,
     cgroup_root: Option<PathBuf>,
-    /// Pair deletions put off until `finish`: a pair whose namespace is destroyed in the same
-    /// plan dies with it, which spares a synchronous veth deletion (an RCU wait of ~10 ms).
+    /// Pair deletions put off until `finish`, after the plan's other steps. The host end is
+    /// always deleted explicitly: a pair whose namespace is destroyed would die with it only
+    /// once nothing else holds that namespace (an fd, a process, a copied mount), and
+    /// the kernel reaps namespaces asynchronously even then.
     deferred_pairs: Vec<(String, String)>,
 }
 
@@ -70,7 +72,9 @@ impl LinuxExecutor {
         let Some(id) = sandbox else { return self.host() };
         if !self.sandboxes.contains_key(id) {
             let path = Self::netns_path(&self.run_dir, id);
-            let nl = Netlink::open_in(&path).with_context(|| format!("container {id} has no network namespace"))?;
+            let nl = netns::open_pinned(&path)
+                .and_then(|_| Netlink::open_in(&path))
+                .with_context(|| format!("container {id} has no network namespace (run `kleene system reconcile`)"))?;
             self.sandboxes.insert(id.to_string(), nl);
         }
         Ok(self.sandboxes.get_mut(id).expect("inserted above"))
@@ -103,8 +107,8 @@ impl LinuxExecutor {
     }
 
     fn create_pair(&mut self, host: &str, peer: &str, sandbox: &str) -> Result<()> {
-        let ns = netns::open(&Self::netns_path(&self.run_dir, sandbox))
-            .with_context(|| format!("container {sandbox} has no network namespace"))?;
+        let ns = netns::open_pinned(&Self::netns_path(&self.run_dir, sandbox))
+            .with_context(|| format!("container {sandbox} has no network namespace (run `kleene system reconcile`)"))?;
         let nl = self.host()?;
         match nl.create_veth(host, peer, std::os::fd::AsFd::as_fd(&ns)) {
             // A pair left behind by a crash or a namespace still being torn down: our names
@@ -137,7 +141,6 @@ impl LinuxExecutor {
 
     fn destroy_sandbox(&mut self, sandbox: &str) -> Result<()> {
         self.sandboxes.remove(sandbox);
-        self.deferred_pairs.retain(|(_, s)| s != sandbox);
         let cg = self.cgroup_path(sandbox)?;
         cgroup::remove(&cg).with_context(|| format!("cannot remove cgroup {}", cg.display()))?;
         // The shared `kleene` parent goes with the last container; busy means others remain.
@@ -146,6 +149,31 @@ impl LinuxExecutor {
         }
         netns::delete(&Self::netns_path(&self.run_dir, sandbox))?;
         Ok(())
+    }
+
+    fn apply_op(&mut self, op: &Op) -> Result<Vec<Fact>> {
+        match op {
+            Op::CreateLink { name, kind } => return self.create_link(name, *kind),
+            Op::DeleteLink { name, .. } => self.host()?.delete_link(name)?,
+            Op::SetLinkUp { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, true)?,
+            Op::SetLinkDown { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, false)?,
+            Op::AddAddress { link, address, prefix, sandbox } => {
+                self.nl(sandbox.as_deref())?.add_address(link, *address, *prefix)?
+            }
+            Op::RemoveAddress { link, address, prefix, sandbox } => {
+                self.nl(sandbox.as_deref())?.del_address(link, *address, *prefix)?
+            }
+            Op::CreatePair { host, peer, sandbox } => self.create_pair(host, peer, sandbox)?,
+            Op::DeletePair { host, sandbox, .. } => self.deferred_pairs.push((host.clone(), sandbox.clone())),
+            Op::AttachToBridge { bridge, member } => self.host()?.set_master(member, Some(bridge))?,
+            Op::DetachFromBridge { member, .. } => self.host()?.set_master(member, None)?,
+            Op::AddDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.add_default_route(*gateway)?,
+            Op::RemoveDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.del_default_route(*gateway)?,
+            Op::CreateSandbox { sandbox, stack } => self.create_sandbox(sandbox, *stack)?,
+            Op::DestroySandbox { sandbox, .. } => self.destroy_sandbox(sandbox)?,
+            Op::RestrictAddresses { sandbox, addresses } => self.restrict(sandbox, addresses)?,
+        }
+        Ok(vec![])
     }
 
     fn restrict(&mut self, sandbox: &str, addresses: &[Cidr]) -> Result<()> {
@@ -202,8 +230,10 @@ impl Executor for LinuxExecutor {
         Ok(self.host()?.addresses(name)?.into_iter().map(|(a, _)| a).collect())
     }
 
-    fn sandbox_exists(&mut self, sandbox: &str) -> Result<bool> {
-        Ok(self.cgroup_path(sandbox)?.exists())
+    fn sandbox_intact(&mut self, sandbox: &str, stack: Stack) -> Result<bool> {
+        let has_cgroup = self.cgroup_path(sandbox)?.exists();
+        let needs_netns = matches!(stack, Stack::Private | Stack::Disabled);
+        Ok(has_cgroup && (!needs_netns || netns::open_pinned(&Self::netns_path(&self.run_dir, sandbox)).is_ok()))
     }
 
     fn forget_firewall(&mut self) {
@@ -211,28 +241,13 @@ impl Executor for LinuxExecutor {
     }
 
     fn apply(&mut self, op: &Op) -> Result<Vec<Fact>> {
-        match op {
-            Op::CreateLink { name, kind } => return self.create_link(name, *kind),
-            Op::DeleteLink { name, .. } => self.host()?.delete_link(name)?,
-            Op::SetLinkUp { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, true)?,
-            Op::SetLinkDown { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, false)?,
-            Op::AddAddress { link, address, prefix, sandbox } => {
-                self.nl(sandbox.as_deref())?.add_address(link, *address, *prefix)?
+        match self.apply_op(op) {
+            Err(e) if op.is_teardown() && already_done(&e) => {
+                tracing::info!("{} found nothing to remove: {e:#}", op.name());
+                Ok(vec![])
             }
-            Op::RemoveAddress { link, address, prefix, sandbox } => {
-                self.nl(sandbox.as_deref())?.del_address(link, *address, *prefix)?
-            }
-            Op::CreatePair { host, peer, sandbox } => self.create_pair(host, peer, sandbox)?,
-            Op::DeletePair { host, sandbox, .. } => self.deferred_pairs.push((host.clone(), sandbox.clone())),
-            Op::AttachToBridge { bridge, member } => self.host()?.set_master(member, Some(bridge))?,
-            Op::DetachFromBridge { member, .. } => self.host()?.set_master(member, None)?,
-            Op::AddDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.add_default_route(*gateway)?,
-            Op::RemoveDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.del_default_route(*gateway)?,
-            Op::CreateSandbox { sandbox, stack } => self.create_sandbox(sandbox, *stack)?,
-            Op::DestroySandbox { sandbox, .. } => self.destroy_sandbox(sandbox)?,
-            Op::RestrictAddresses { sandbox, addresses } => self.restrict(sandbox, addresses)?,
+            other => other,
         }
-        Ok(vec![])
     }
 
     fn undo(&mut self, op: &Op) -> Result<()> {

@@ -17,6 +17,12 @@ pub fn create(path: &Path) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
+    // A plain file where a pin should be is what a crash between unmounting and removing a
+    // pin leaves (or a lost mount): it holds no namespace, so it goes.
+    if open(path).is_ok_and(|fd| !is_namespace(fd.as_fd())) {
+        tracing::info!("removing stale namespace pin {}", path.display());
+        fs::remove_file(path)?;
+    }
     OpenOptions::new().write(true).create_new(true).mode(0o444).open(path)?;
     let result = on_thread(|| pin_new_netns(path));
     if result.is_err() {
@@ -44,6 +50,16 @@ pub fn delete(path: &Path) -> io::Result<()> {
 
 pub fn open(path: &Path) -> io::Result<OwnedFd> {
     Ok(File::open(path)?.into())
+}
+
+/// The namespace pinned at `path`; a missing pin or a plain file left where a pin was is
+/// `NotFound`.
+pub fn open_pinned(path: &Path) -> io::Result<OwnedFd> {
+    let fd = open(path)?;
+    if !is_namespace(fd.as_fd()) {
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} is not a namespace pin", path.display())));
+    }
+    Ok(fd)
 }
 
 /// Whether `fd` is a namespace (nsfs), not the plain file a half-made or lost pin leaves.

@@ -8,7 +8,7 @@
 //!   namespace is required: a missing pin is an error, never the caller's namespace.
 
 use super::{cgroup, netns, LinuxExecutor};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Write};
@@ -71,11 +71,7 @@ fn open_pinned_netns(run_dir: &Path, sandbox: &str) -> Result<std::os::fd::Owned
             path.display()
         )
     };
-    let fd = netns::open(&path).with_context(missing)?;
-    if !netns::is_namespace(fd.as_fd()) {
-        bail!("{}", missing());
-    }
-    Ok(fd)
+    netns::open_pinned(&path).with_context(missing)
 }
 
 /// In the child, after joining the cgroup: a cgroup namespace rooted at the container's
