@@ -5,6 +5,11 @@ use kleene::logging;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A reader that goes away (`kleene network ls | head -1`) ends the command quietly, as it
+    // ends every other Unix tool, instead of a panic in println!. (A long-lived server must
+    // keep ignoring SIGPIPE: this is for the one-shot CLI.)
+    // SAFETY: setting a signal disposition before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     logging::init(cli.global.verbose, cli.global.log.as_deref());
     let mut ctx = Ctx::new(cli.global.clone());

@@ -128,3 +128,74 @@ fn rm_removes_the_pair_while_the_namespace_is_held() {
     holder.wait().unwrap();
     assert!(!left.contains("kv"), "host end outlived rm -f: {left}");
 }
+
+/// Subnets that clash with what the host uses itself are refused, each with one clear line,
+/// and nothing is created.
+#[test]
+fn subnets_that_clash_with_the_host_are_refused() {
+    let sb = Sandbox::new("hd-subnet");
+    sb.sh("ip link add held0 type bridge && ip addr add 10.86.0.5/24 dev held0").ok();
+    let cases: [(&str, &str, &str); 9] = [
+        ("--subnet", "127.0.0.0/8", "loopback"),
+        ("--subnet", "224.0.0.0/24", "multicast"),
+        ("--subnet", "10.0.0.1/24", "host bits set; use 10.0.0.0/24"),
+        ("--subnet", "10.86.0.0/24", "host interface held0"),
+        ("--subnet", "10.86.0.0/16", "host interface held0"),
+        ("--subnet6", "fe80::/64", "link-local"),
+        ("--subnet6", "::ffff:0:0/96", "IPv4-mapped"),
+        ("--subnet6", "ff02::/64", "multicast"),
+        ("--subnet6", "::1/128", "loopback"),
+    ];
+    for (flag, subnet, why) in cases {
+        let before = sb.state_snapshot();
+        let err = sb.kleene(&["network", "create", "-t", "bridge", flag, subnet, "n"]).err();
+        assert!(err.contains(why) && err.lines().count() == 1, "{subnet}: {err}");
+        assert_eq!(sb.state_snapshot(), before, "{subnet} changed state");
+        assert!(!sb.sh("ip -br link").ok().contains("kleene"), "{subnet} created an interface");
+    }
+}
+
+/// Interface names nftables or pf would rewrite or read as wildcards are refused up front.
+#[test]
+fn interface_names_the_firewall_cannot_match_are_refused() {
+    let sb = Sandbox::new("hd-ifname");
+    for (flag, name) in [("-i", "a\"b"), ("-i", "a\\b"), ("--nat-if", "*"), ("--nat-if", "et h0")] {
+        let err = sb.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.87.0.0/24", flag, name, "n"]).err();
+        assert!(err.contains("invalid interface name"), "{name}: {err}");
+    }
+    assert_eq!(sb.kleene(&["network", "ls", "--json"]).json(), serde_json::json!([]));
+}
+
+/// The default interface name skips names the kernel already has.
+#[test]
+fn default_interface_name_skips_existing_links() {
+    let sb = Sandbox::new("hd-kleene0");
+    sb.sh("ip link add kleene0 type bridge").ok();
+    sb.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.88.0.0/24", "n"]).ok();
+    let net = sb.kleene(&["network", "inspect", "n"]).json();
+    assert_eq!(net["network"]["interface"], "kleene1", "{net}");
+}
+
+/// `kleene network ls | head -1` ends quietly: no panic, no exit 101. (`head -c0` leaves
+/// before kleene writes, so the write always meets a closed pipe.)
+#[test]
+fn a_closed_pipe_ends_ls_quietly() {
+    let sb = Sandbox::new("hd-pipe");
+    for n in 0..3 {
+        sb.kleene(&["network", "create", "--subnet", &format!("10.89.{n}.0/24"), &format!("n{n}")]).ok();
+    }
+    let cmd = format!(
+        "{} --state-dir {} network ls | head -c0; echo ${{PIPESTATUS[0]}}",
+        kleene_tests::kleene_bin().display(),
+        sb.dir.path().join("state").display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &cmd])
+        .env("KLEENE_PLUGIN_PATH", &sb.plugin_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let code: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(code == 0 || code == 141, "exit {code}: {stderr}");
+}

@@ -120,7 +120,8 @@ fn an_existing_interface_is_never_taken_over() {
     let sb = Sandbox::new("net-taken");
     sb.sh("ip link add kleene0 type bridge && ip addr add 192.0.2.1/24 dev kleene0").ok();
     let before = sb.state_snapshot();
-    let run = sb.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.50.0.0/24", "n"]);
+    // Named with -i (without -i, the default name skips it: see hardening.rs).
+    let run = sb.kleene(&["network", "create", "-t", "bridge", "-i", "kleene0", "--subnet", "10.50.0.0/24", "n"]);
     assert!(run.err().contains("interface kleene0 already exists"), "{}", run.stderr);
     assert_eq!(addrs(&sb, "kleene0"), vec!["192.0.2.1/24"], "foreign interface untouched");
     assert_eq!(sb.state_snapshot(), before);

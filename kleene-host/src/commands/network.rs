@@ -14,13 +14,58 @@ use std::net::IpAddr;
 /// Linux and FreeBSD both cap interface names at 15 bytes.
 const MAX_IFNAME: usize = 15;
 
+/// Blocks the host uses for itself (or that cannot be a container subnet at all): a network
+/// over any of them would shadow the host's own addresses or never route.
+const RESERVED: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "'this network'"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved and broadcast"),
+    ("::/127", "unspecified and loopback"),
+    ("::ffff:0:0/96", "IPv4-mapped"),
+    ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+];
+
 fn parse_subnet(field: &str, value: Option<&str>, v4: bool) -> Result<Option<Cidr>> {
     let Some(value) = value.filter(|v| !v.is_empty()) else { return Ok(None) };
     let cidr: Cidr = value.parse().map_err(|e| anyhow!("invalid {field}: {e}"))?;
     if cidr.addr.is_ipv4() != v4 {
         bail!("invalid {field}: wrong IP protocol");
     }
-    Ok(Some(Cidr { addr: cidr.network(), prefix: cidr.prefix }))
+    let network = Cidr { addr: cidr.network(), prefix: cidr.prefix };
+    if network.addr != cidr.addr {
+        bail!("invalid {field}: {cidr} has host bits set; use {network}");
+    }
+    for (block, what) in RESERVED {
+        let block: Cidr = block.parse().expect("valid reserved block");
+        if block.overlaps(&network) {
+            let private = if v4 { "10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16" } else { "fd00::/8" };
+            bail!("invalid {field}: {network} overlaps {block} ({what}); pick a private range such as {private}");
+        }
+    }
+    Ok(Some(network))
+}
+
+/// Refuse a subnet that an address on a host interface already lies in (the gateway would
+/// duplicate the host's address, and routes would clash). Interfaces of kleene's own networks
+/// are judged by the overlap check between networks instead; `own` (a custom network's
+/// existing interface) may hold addresses of its subnet: they count as used.
+fn check_host_addresses(
+    field: &str,
+    subnet: &Cidr,
+    host: &[(String, Cidr)],
+    existing: &[NetworkRow],
+    own: Option<&str>,
+) -> Result<()> {
+    let kleenes = |name: &str| existing.iter().any(|r| r.network.interface == name) || own == Some(name);
+    if let Some((name, held)) = host.iter().find(|(name, held)| !kleenes(name) && held.overlaps(subnet)) {
+        bail!(
+            "invalid {field}: {subnet} overlaps {held} on host interface {name}; pick a subnet the host does not use"
+        );
+    }
+    Ok(())
 }
 
 /// A gateway setting: (address, held by the network's interface).
@@ -59,22 +104,24 @@ fn parse_gateway(
     }
 }
 
+/// Interface names both kernels take and that need no quoting in nftables or pf rules (a
+/// `"`, `\` or `*` would be rewritten or read as a wildcard there, and match nothing).
 fn validate_interface(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
+    let ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && name.len() <= MAX_IFNAME
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if !ok {
-        bail!("invalid interface name '{name}': use 1-{MAX_IFNAME} printable characters without '/', ':' or spaces");
+        bail!(
+            "invalid interface name '{name}': use 1-{MAX_IFNAME} letters, digits, '_', '.' or '-', starting with a letter or digit"
+        );
     }
     Ok(())
 }
 
-/// The lowest `kleene<N>` no network uses.
-fn free_interface(existing: &[NetworkRow]) -> String {
+/// The lowest `kleene<N>` that neither a network nor the kernel (`taken`) already uses.
+fn free_interface(existing: &[NetworkRow], mut taken: impl FnMut(&str) -> bool) -> String {
     let used: std::collections::HashSet<&str> = existing.iter().map(|r| r.network.interface.as_str()).collect();
-    (0..).map(|n| format!("kleene{n}")).find(|n| !used.contains(n.as_str())).expect("unbounded")
+    (0..).map(|n| format!("kleene{n}")).find(|n| !used.contains(n.as_str()) && !taken(n)).expect("unbounded")
 }
 
 pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
@@ -91,10 +138,16 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
     if existing.iter().any(|r| r.network.name == args.name) {
         bail!("network name is already taken");
     }
+    let mut session = session;
     let interface = match &args.interface {
         Some(i) => i.clone(),
         None if args.kind == "custom" => bail!("custom networks need -i/--interface naming an existing interface"),
-        None => free_interface(&existing),
+        None => match &mut session {
+            Some((_, exec)) => free_interface(&existing, |name| {
+                exec.check(&kleene_plugin_api::Check::LinkAbsent { name: name.into() }).is_err()
+            }),
+            None => free_interface(&existing, |_| false),
+        },
     };
     validate_interface(&interface)?;
     if args.kind != "custom" {
@@ -113,6 +166,10 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
                     r.network.name
                 );
             }
+        }
+        if let Some((_, exec)) = &mut session {
+            let own = (args.kind == "custom").then_some(interface.as_str());
+            check_host_addresses(field, &mine, &exec.host_addresses()?, &existing, own)?;
         }
     }
     let nat = match (&args.nat_if, args.no_nat) {
@@ -141,7 +198,6 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
     let plan = plugin.plan(&Call::NetworkCreate { network: network.clone() })?;
     let id = network.id.clone();
     // Kleene counts the addresses already on the interface as used (custom networks).
-    let mut session = session;
     let on_link = match (&mut session, args.kind == "custom") {
         (Some((_, exec)), true) => exec.link_addresses(&network.interface).unwrap_or_default(),
         _ => Vec::new(),

@@ -44,6 +44,11 @@ pub trait Executor {
     fn link_addresses(&mut self, _name: &str) -> Result<Vec<std::net::IpAddr>> {
         Ok(Vec::new())
     }
+    /// Every address on the host's interfaces, with its interface (none where that cannot be
+    /// known, e.g. when rendering): new subnets must not overlap them.
+    fn host_addresses(&mut self) -> Result<Vec<(String, kleene_plugin_api::Cidr)>> {
+        Ok(Vec::new())
+    }
     /// Called after the last operation of a plan (renderers flush pending commands here).
     fn finish(&mut self) -> Result<()> {
         Ok(())

@@ -230,6 +230,16 @@ impl Executor for LinuxExecutor {
         Ok(self.host()?.addresses(name)?.into_iter().map(|(a, _)| a).collect())
     }
 
+    fn host_addresses(&mut self) -> Result<Vec<(String, Cidr)>> {
+        let nl = self.host()?;
+        let names: HashMap<u32, String> = nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
+        Ok(nl
+            .all_addresses()?
+            .into_iter()
+            .filter_map(|(index, addr, prefix)| Some((names.get(&index)?.clone(), Cidr { addr, prefix })))
+            .collect())
+    }
+
     fn sandbox_intact(&mut self, sandbox: &str, stack: Stack) -> Result<bool> {
         let has_cgroup = self.cgroup_path(sandbox)?.exists();
         let needs_netns = matches!(stack, Stack::Private | Stack::Disabled);

@@ -208,15 +208,20 @@ impl Netlink {
     /// All addresses (IPv4 and IPv6) on `name`, with their prefix lengths.
     pub fn addresses(&mut self, name: &str) -> io::Result<Vec<(IpAddr, u8)>> {
         let index = self.index(name)?;
-        let mut req = Request::new(RTM_GETADDR, NLM_F_DUMP);
-        req.push(&ifaddrmsg(libc::AF_UNSPEC as u8, 0, 0, 0));
-        let bodies = self.exchange(req)?;
-        Ok(bodies
-            .iter()
-            .filter_map(|b| parse_address(b))
+        Ok(self
+            .all_addresses()?
+            .into_iter()
             .filter(|&(idx, _, _)| idx == index)
             .map(|(_, addr, prefix)| (addr, prefix))
             .collect())
+    }
+
+    /// Every address of every interface: (interface index, address, prefix length).
+    pub fn all_addresses(&mut self) -> io::Result<Vec<(u32, IpAddr, u8)>> {
+        let mut req = Request::new(RTM_GETADDR, NLM_F_DUMP);
+        req.push(&ifaddrmsg(libc::AF_UNSPEC as u8, 0, 0, 0));
+        let bodies = self.exchange(req)?;
+        Ok(bodies.iter().filter_map(|b| parse_address(b)).collect())
     }
 
     /// Name of the interface carrying the IPv4 default route of the main table.
