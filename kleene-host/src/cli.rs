@@ -114,9 +114,10 @@ pub enum NetworkCmd {
 
 #[derive(Args, Debug)]
 pub struct NetworkCreate {
-    /// Network type: the name of a network-type plugin.
-    #[arg(short = 't', long = "type", default_value = "loopback")]
-    pub kind: String,
+    /// Network type: the name of a network-type plugin (default: the one that declares itself
+    /// the default, `loopback` as shipped).
+    #[arg(short = 't', long = "type")]
+    pub kind: Option<String>,
     /// Interface name (default: the lowest free kleene<N>).
     #[arg(short, long)]
     pub interface: Option<String>,

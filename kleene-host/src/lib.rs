@@ -6,6 +6,7 @@ pub mod commands;
 pub mod engine;
 pub mod executor;
 pub mod firewall;
+pub mod legacy;
 pub mod loader;
 pub mod logging;
 pub mod state;

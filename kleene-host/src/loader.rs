@@ -12,7 +12,7 @@ use abi_stable::sabi_types::RRef;
 use abi_stable::std_types::RResult;
 use anyhow::{anyhow, bail, Result};
 use kleene_plugin_api::abi::{HostServices_TO, PluginModRef};
-use kleene_plugin_api::{api_major, Call, Op, Plan, PluginInfo, PluginKind, API_VERSION};
+use kleene_plugin_api::{api_major, Call, NetworkTraits, Op, Plan, PluginInfo, PluginKind, Stack, API_VERSION};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -143,6 +143,7 @@ pub fn load_file(path: &Path) -> Result<Plugin> {
     };
     let info: PluginInfo =
         serde_json::from_str(&info_json).map_err(|e| fail(format!("unreadable plugin metadata: {e}")))?;
+    let info = crate::legacy::complete(info);
     let host_major = api_major(API_VERSION);
     if api_major(&info.api_version) != host_major {
         return Err(fail(format!(
@@ -228,6 +229,16 @@ fn first_line(e: &dyn std::fmt::Display) -> String {
 }
 
 impl Plugin {
+    /// The stack a driver's containers get (declared, or from the 1.0 table).
+    pub fn stack(&self) -> Stack {
+        self.info.driver_traits.map_or(crate::legacy::UNKNOWN_DRIVER_STACK, |t| t.stack)
+    }
+
+    /// What a network type says of its networks (declared, or from the 1.0 table).
+    pub fn network_traits(&self) -> NetworkTraits {
+        self.info.network_traits.unwrap_or_default()
+    }
+
     /// Ask the plugin to plan `call`. Panics and unknown operations become errors.
     pub fn plan(&self, call: &Call) -> Result<Plan> {
         let name = &self.info.name;

@@ -33,6 +33,55 @@ pub struct PluginInfo {
     pub description: String,
     #[serde(default)]
     pub network_types: Vec<String>,
+    /// What the host must know about a driver's containers (API 1.1; absent from 1.0 plugins,
+    /// for which the host keeps a table of the built-ins and a default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_traits: Option<DriverTraits>,
+    /// What the host must know about a network type's networks (API 1.1, as above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_traits: Option<NetworkTraits>,
+    /// The choices the host makes with this plugin when the operator names none (API 1.1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defaults: Vec<DefaultFor>,
+}
+
+/// A driver's declaration: the stack its containers get, which decides what the host's
+/// firewall does with their addresses (held by the host or inside a stack of their own), what
+/// `container exec` enters, and whether ports can be published to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverTraits {
+    pub stack: crate::Stack,
+}
+
+/// A network type's declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkTraits {
+    /// The network uses an interface that exists already and is not kleene's (`-i` is
+    /// required; addresses it holds count as used; other networks may share it).
+    pub existing_interface: bool,
+    /// Gateways default to the subnet's first address, held by the network's interface.
+    pub auto_gateway: bool,
+    /// Containers reach beyond the network through the host's IP forwarding (false when they
+    /// send from the host's own stack, as on loopback networks).
+    pub forwarded: bool,
+}
+
+impl Default for NetworkTraits {
+    fn default() -> NetworkTraits {
+        NetworkTraits { existing_interface: false, auto_gateway: false, forwarded: true }
+    }
+}
+
+/// A default the host takes from a plugin when the operator does not choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultFor {
+    /// The network type of `network create` without `-t`.
+    NetworkType,
+    /// The driver of `container create` without `-l` and without `-n`.
+    DriverWithoutNetwork,
+    /// The driver of `container create -n NET` without `-l`.
+    DriverWithNetwork,
 }
 
 /// A container's membership in one network, with the network itself.
@@ -125,7 +174,28 @@ impl PluginInfo {
             api_version: crate::API_VERSION.into(),
             description: description.into(),
             network_types: vec![],
+            driver_traits: None,
+            network_traits: None,
+            defaults: vec![],
         }
+    }
+
+    /// Declare a network type's traits (builder style, after [`PluginInfo::network_type`]).
+    pub fn with_network_traits(mut self, traits: NetworkTraits) -> PluginInfo {
+        self.network_traits = Some(traits);
+        self
+    }
+
+    /// Declare the stack a driver's containers get (after [`PluginInfo::driver`]).
+    pub fn with_stack(mut self, stack: crate::Stack) -> PluginInfo {
+        self.driver_traits = Some(DriverTraits { stack });
+        self
+    }
+
+    /// Offer this plugin as the host's choice when the operator names none.
+    pub fn default_for(mut self, role: DefaultFor) -> PluginInfo {
+        self.defaults.push(role);
+        self
     }
 
     /// Info for a driver that can join the given network types.

@@ -21,9 +21,10 @@ pub mod abi;
 pub mod call;
 pub mod model;
 pub mod ops;
+pub mod pairs;
 mod plugin;
 
-pub use call::{Attachment, Call, PluginInfo, PluginKind};
+pub use call::{Attachment, Call, DefaultFor, DriverTraits, NetworkTraits, PluginInfo, PluginKind};
 pub use model::{Cidr, Container, Endpoint, Network};
 pub use ops::{Check, LinkKind, Op, Plan, Stack, Step};
 pub use plugin::{with_null_host, Host, Level, NullServices, Plugin, PluginError};

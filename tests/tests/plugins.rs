@@ -102,7 +102,7 @@ fn broken_plugins_are_reported_one_line_each_and_the_rest_still_work() {
     assert_broken(
         &rows,
         &fixture("badapi"),
-        "built for plugin API 2.0.0 but this kleene speaks API 1.0.0; rebuild the plugin against kleene-plugin-api 1.x",
+        "built for plugin API 2.0.0 but this kleene speaks API 1.1.0; rebuild the plugin against kleene-plugin-api 1.x",
     );
     assert_broken(&rows, &fixture("ctorpanic"), "plugin panicked while initialising");
     assert_real_ok(&rows, dir, &REAL_PLUGINS);
@@ -307,7 +307,7 @@ fn a_third_party_driver_loads_and_the_host_enforces_its_matrix() {
     let sample = row(&rows, &dir.join("libkleene_sample.so"));
     assert_eq!(sample["status"], "ok", "{sample:#}");
     assert_eq!(sample["kind"], "driver");
-    assert_eq!(sample["network_types"], serde_json::json!(["bridge", "custom"]));
+    assert_eq!(sample["network_types"], serde_json::json!(["bridge"]));
     assert_real_ok(&rows, &dir, &REAL_PLUGINS);
 
     sb.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.95.0.0/24", "br95"]).ok();
@@ -326,12 +326,64 @@ fn a_third_party_driver_loads_and_the_host_enforces_its_matrix() {
         start
             .stderr
             .lines()
-            .any(|l| l.contains("plugin=\"sample\"") && l.contains("container ok95 gets 1 address(es)")),
+            .any(|l| l.contains("plugin=\"sample\"") && l.contains("container ok95 joins 1 network(s)")),
         "{}",
         start.stderr
     );
-    let addrs = sb.sh("ip -o addr show").ok();
-    assert!(addrs.contains("10.95.0.") && addrs.contains("/32"), "no alias for the container: {addrs}");
+    // Its declared private stack is what exec enters: the container's own namespace.
+    let inside = sb.kleene(&["container", "exec", "ok95", "--", "ip", "-br", "addr"]).ok();
+    assert!(inside.contains("eth0") && inside.contains("10.95.0.2/24"), "{inside}");
+    assert!(sb.sh("ip -br link").ok().contains("ks"), "no host end of its pair");
+}
+
+/// Replace what differs between two otherwise identical containers of different drivers:
+/// 12-hex ids and the host ends of their pairs (`kv…` for vnet, `ks…` for sample).
+fn normalized_ruleset(sb: &Sandbox) -> String {
+    let table = sb.sh("nft list table inet kleene").ok();
+    table
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map(|w| {
+            let hex = |s: &str| s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit());
+            if hex(w) || (w.len() == 14 && (w.starts_with("kv") || w.starts_with("ks")) && hex(&w[2..])) {
+                "X"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A third-party driver that declares a private stack gets exactly vnet's firewall (icc,
+/// no-icc, internal, published ports), and the host reaches it on a --no-icc network.
+#[test]
+fn a_declared_private_stack_gets_vnets_firewall() {
+    let built = build_third_party();
+    let sb = Sandbox::new("thirdparty-fw");
+    let dir = PathBuf::from(&sb.plugin_path);
+    fs::copy(&built, dir.join("libkleene_sample.so")).unwrap();
+    fs::set_permissions(dir.join("libkleene_sample.so"), fs::Permissions::from_mode(0o755)).unwrap();
+    for (i, flags) in [vec![], vec!["--no-icc"], vec!["--internal"]].into_iter().enumerate() {
+        let subnet = format!("10.97.{i}.0/24");
+        let mut create = vec!["network", "create", "-t", "bridge", "--subnet", &subnet];
+        create.extend(&flags);
+        create.push("n");
+        sb.kleene(&create).ok();
+        let ip = format!("10.97.{i}.10");
+        let mut rules = Vec::new();
+        for driver in ["vnet", "sample"] {
+            sb.kleene(&["container", "create", "-l", driver, "-n", "n", "--ip", &ip, "-p", "8080:80", "c"]).ok();
+            sb.kleene(&["container", "start", "c"]).ok();
+            rules.push(normalized_ruleset(&sb));
+            if flags == ["--no-icc"] {
+                let ping = sb.sh(&format!("ping -c1 -W2 {ip}"));
+                assert_eq!(ping.code, 0, "{driver}: the host cannot reach its container: {}", ping.stdout);
+            }
+            sb.kleene(&["container", "rm", "-f", "c"]).ok();
+        }
+        assert_eq!(rules[0], rules[1], "{flags:?}: the firewall treats sample unlike vnet");
+        sb.kleene(&["network", "rm", "n"]).ok();
+    }
 }
 
 #[test]

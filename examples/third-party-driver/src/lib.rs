@@ -1,62 +1,64 @@
 //! `sample`: an example third-party driver for kleene.
 //!
-//! Containers share the host's network stack but may only use their own addresses: each
-//! address becomes a host-length alias (/32 or /128) on its network's interface, and the
-//! host restricts the sandbox to exactly that set. It joins bridge and custom networks; the
-//! host enforces that from [`PluginInfo::network_types`] before the plugin is ever asked,
-//! so `kleene container create -l sample -n <loopback net>` is refused by the host.
+//! Each container gets a network stack of its own, joined to bridge networks by pairs whose
+//! host ends are named `ks<endpoint id>`, built from the API's [`kleene_plugin_api::pairs`]
+//! blocks. The driver declares its stack ([`Stack::Private`]) in its [`PluginInfo`], and that
+//! declaration is all the host goes by: the firewall, `container exec` and published ports
+//! treat its containers exactly as the built-in vnet driver's, without the host knowing either
+//! name. It joins bridge networks only; the host enforces that from
+//! [`PluginInfo::network_types`] before the plugin is ever asked.
 //!
 //! Build: `cargo build --release`, then copy `target/release/libkleene_sample.so` into a
 //! plugin directory (see docs/plugin-authors.md).
 
-use kleene_plugin_api::{Call, Cidr, Host, Level, Op, Plan, Plugin, PluginError, PluginInfo, Stack};
+use kleene_plugin_api::{pairs, Attachment, Call, Host, Level, Op, Plan, Plugin, PluginError, PluginInfo, Stack};
 
 #[derive(Default)]
 pub struct Sample;
 
 const NAME: &str = "sample";
 
+/// The host end of a container's pair on one network: unique per endpoint, 14 bytes.
+fn host_end(a: &Attachment) -> String {
+    format!("ks{}", &a.endpoint.id[..a.endpoint.id.len().min(12)])
+}
+
 impl Plugin for Sample {
     fn info(&self) -> PluginInfo {
         PluginInfo::driver(
             NAME,
             env!("CARGO_PKG_VERSION"),
-            "example third-party driver: host stack, restricted to the container's aliases",
-            &["bridge", "custom"],
+            "example third-party driver: a network stack of its own, joined to bridges by pairs",
+            &["bridge"],
         )
+        .with_stack(Stack::Private)
     }
 
     fn plan(&self, call: &Call, host: &Host<'_>) -> Result<Plan, PluginError> {
         let mut plan = Plan::new();
         match call {
             Call::ContainerStart { container, attachments } => {
-                let sandbox = container.id.clone();
-                plan.push(Op::CreateSandbox { sandbox: sandbox.clone(), stack: Stack::Restricted });
-                for op in attachments.iter().flat_map(|a| a.host_aliases(true)) {
-                    plan.push(op);
+                plan.push(Op::CreateSandbox { sandbox: container.id.clone(), stack: Stack::Private });
+                for (i, a) in attachments.iter().enumerate() {
+                    pairs::join(&mut plan, &container.id, a, host_end(a), format!("eth{i}"), &attachments[..i]);
                 }
-                let addresses: Vec<Cidr> = attachments.iter().flat_map(|a| a.cidrs()).collect();
-                host.log(
-                    Level::Info,
-                    format_args!("container {} gets {} address(es)", container.name, addresses.len()),
-                );
-                // Destroying the sandbox lifts the restriction: no undo needed.
-                plan.push_with_undo(Op::RestrictAddresses { sandbox, addresses }, vec![]);
+                host.log(Level::Info, format_args!("container {} joins {} network(s)", container.name, attachments.len()));
             }
             Call::ContainerStop { container, attachments } => {
-                for op in attachments.iter().flat_map(|a| a.host_aliases(false)) {
-                    plan.push(op);
+                for a in attachments {
+                    pairs::leave(&mut plan, &container.id, a, host_end(a));
                 }
-                plan.push(Op::DestroySandbox { sandbox: container.id.clone(), stack: Stack::Restricted });
+                plan.push(Op::DestroySandbox { sandbox: container.id.clone(), stack: Stack::Private });
+            }
+            Call::ContainerConnect { container, attachment, others } if container.running => {
+                let peer = pairs::free_peer_name(others);
+                pairs::join(&mut plan, &container.id, attachment, host_end(attachment), peer, others);
+            }
+            Call::ContainerDisconnect { container, attachment, .. } if container.running => {
+                pairs::leave(&mut plan, &container.id, attachment, host_end(attachment));
             }
             // A stopped container's networks change in the host's state only.
-            Call::ContainerConnect { container, .. } | Call::ContainerDisconnect { container, .. }
-                if !container.running => {}
-            Call::ContainerConnect { .. } | Call::ContainerDisconnect { .. } => {
-                return Err(PluginError::from(
-                    "the 'sample' driver cannot change the networks of a running container; stop it first",
-                ));
-            }
+            Call::ContainerConnect { .. } | Call::ContainerDisconnect { .. } => {}
             other => return Err(other.unsupported(NAME)),
         }
         Ok(plan)
@@ -86,11 +88,15 @@ mod tests {
     }
 
     #[test]
-    fn start_aliases_then_restricts() {
+    fn start_makes_a_sandbox_and_a_pair_on_the_bridge() {
         let container = Container { id: "c1".into(), name: "c".into(), driver: NAME.into(), running: true };
         let call = Call::ContainerStart { container, attachments: vec![attachment()] };
         let plan = with_null_host(|host| Sample.plan(&call, host)).unwrap();
         let ops: Vec<&str> = plan.steps.iter().map(|s| s.op.name()).collect();
-        assert_eq!(ops, ["create_sandbox", "add_address", "restrict_addresses"]);
+        assert_eq!(
+            ops,
+            ["create_sandbox", "create_pair", "attach_to_bridge", "set_link_up", "add_address", "set_link_up"]
+        );
+        assert_eq!(Sample.info().driver_traits.map(|t| t.stack), Some(Stack::Private));
     }
 }

@@ -7,7 +7,7 @@ use crate::executor::Fact;
 use crate::firewall;
 use crate::state::{self, State};
 use anyhow::{bail, Result};
-use kleene_plugin_api::{Attachment, Call, Container, Plan, PluginKind, Stack};
+use kleene_plugin_api::{Attachment, Call, Container, DefaultFor, Plan, PluginKind, Stack};
 use rusqlite::Connection;
 use serde_json::json;
 
@@ -23,11 +23,16 @@ pub struct CreateArgs<'a> {
 
 pub fn create(ctx: &mut Ctx, args: CreateArgs<'_>) -> Result<()> {
     validate_name("container", args.name)?;
-    // klee's defaults: no network -> host; a network -> ipnet.
-    let driver = args.driver.unwrap_or(if args.network.is_some() { "ipnet" } else { "host" });
-    ctx.plugin(driver, PluginKind::Driver)?;
+    // As klee: one default driver without a network, another with one (plugins declare them).
+    let driver = match args.driver {
+        Some(d) => d.to_string(),
+        None if args.network.is_some() => ctx.default_plugin(PluginKind::Driver, DefaultFor::DriverWithNetwork)?,
+        None => ctx.default_plugin(PluginKind::Driver, DefaultFor::DriverWithoutNetwork)?,
+    };
+    let driver = driver.as_str();
+    let stack = ctx.plugin(driver, PluginKind::Driver)?.stack();
     if !args.publish.is_empty() {
-        firewall::check_can_publish(driver).map_err(anyhow::Error::msg)?;
+        firewall::check_can_publish(driver, stack).map_err(anyhow::Error::msg)?;
     }
     let mut ports = Vec::new();
     for spec in args.publish {
@@ -54,7 +59,7 @@ pub fn create(ctx: &mut Ctx, args: CreateArgs<'_>) -> Result<()> {
     };
     let plan = kleene_plugin_api::Plan::new();
     apply(ctx, &mut state, session, &format!("container create {}", container.name), &plan, |tx, _| {
-        state::insert_container(tx, &container)?;
+        state::insert_container(tx, &container, stack)?;
         state::insert_published(tx, &container.id, args.publish)?;
         endpoint.iter().try_for_each(|ep| record_endpoint(tx, ep))
     })?;
@@ -212,7 +217,7 @@ pub fn rm(ctx: &mut Ctx, idents: &[String], force: bool) -> Result<()> {
 }
 
 pub fn ls(ctx: &Ctx, all: bool, json: bool) -> Result<()> {
-    let state = ctx.state()?;
+    let state = ctx.read_state()?;
     let list: Vec<Container> = state::containers(&state.db)?.into_iter().filter(|c| all || c.running).collect();
     if json {
         let docs: Vec<_> = list.iter().map(container_json).collect();
@@ -231,7 +236,7 @@ fn container_json(c: &Container) -> serde_json::Value {
 }
 
 pub fn inspect(ctx: &Ctx, ident: &str) -> Result<()> {
-    let state = ctx.state()?;
+    let state = ctx.read_state()?;
     let c = find(&state, ident)?;
     let endpoints = state::endpoints_where(&state.db, "container_id", &c.id)?;
     let doc = json!({
@@ -244,12 +249,12 @@ pub fn inspect(ctx: &Ctx, ident: &str) -> Result<()> {
 }
 
 pub fn exec(ctx: &mut Ctx, ident: &str, command: &[String]) -> Result<i32> {
-    let state = ctx.state()?;
+    let state = ctx.read_state()?;
     let c = find(&state, ident)?;
     if !c.running {
         bail!("container {} is not running: start it first", c.name);
     }
-    let stack = sandbox_stack(&start_plan(ctx, &state, &c)?.0, &c)?;
+    let stack = ctx.plugin(&c.driver, PluginKind::Driver)?.stack();
     #[cfg(target_os = "linux")]
     {
         use crate::executor::linux::spawn::{self, NetworkScope};
@@ -264,18 +269,4 @@ pub fn exec(ctx: &mut Ctx, ident: &str, command: &[String]) -> Result<i32> {
         let _ = (command, stack);
         bail!("container exec is only implemented on Linux")
     }
-}
-
-/// The kind of stack the container's driver gives it, as its start plan declares: what
-/// `exec` must enter (and reconcile must find) is known from state and the driver, never
-/// from what happens to exist.
-pub fn sandbox_stack(start_plan: &Plan, c: &Container) -> Result<Stack> {
-    start_plan
-        .steps
-        .iter()
-        .find_map(|step| match step.op {
-            kleene_plugin_api::Op::CreateSandbox { stack, .. } => Some(stack),
-            _ => None,
-        })
-        .ok_or_else(|| anyhow::anyhow!("driver '{}' gives container {} no sandbox to run in", c.driver, c.name))
 }

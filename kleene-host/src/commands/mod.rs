@@ -15,7 +15,7 @@ use crate::firewall;
 use crate::loader::{Plugin, Registry};
 use crate::state::{HostLock, State};
 use anyhow::{bail, Result};
-use kleene_plugin_api::{Plan, PluginKind};
+use kleene_plugin_api::{DefaultFor, Plan, PluginKind};
 use rusqlite::Transaction;
 use std::path::PathBuf;
 
@@ -56,8 +56,44 @@ impl Ctx {
         Ok(plugin)
     }
 
-    pub fn state(&self) -> Result<State> {
+    /// The plugin of `kind` that declares itself the default for `role`: the host's choice
+    /// when the operator names none. Loads every winning candidate until one declares it.
+    pub fn default_plugin(&mut self, kind: PluginKind, role: DefaultFor) -> Result<String> {
+        let names: Vec<String> =
+            self.registry().candidates.iter().filter(|c| c.shadowed_by.is_none()).map(|c| c.name.clone()).collect();
+        for name in names {
+            let Ok(p) = self.plugin(&name, kind) else { continue };
+            if p.info.defaults.contains(&role) {
+                return Ok(name);
+            }
+        }
+        let flag = if kind == PluginKind::Driver { "-l/--driver" } else { "-t/--type" };
+        bail!("no installed {} plugin is the default here; name one with {flag}", kind.as_str())
+    }
+
+    /// The state database, for commands that only read it.
+    pub fn read_state(&self) -> Result<State> {
         State::open(&self.state_dir)
+    }
+
+    /// The state database. Rows from before plugin API 1.1 get their plugins' declarations
+    /// recorded on first use (so the firewall can read them without loading plugins).
+    pub fn state(&mut self) -> Result<State> {
+        let state = State::open(&self.state_dir)?;
+        let (drivers, types) = crate::state::undeclared(&state.db)?;
+        for driver in drivers {
+            match self.plugin(&driver, PluginKind::Driver) {
+                Ok(p) => crate::state::record_stack(&state.db, &driver, p.stack())?,
+                Err(e) => tracing::warn!("cannot record the stack of driver {driver}: {e:#}"),
+            }
+        }
+        for kind in types {
+            match self.plugin(&kind, PluginKind::NetworkType) {
+                Ok(p) => crate::state::record_forwarded(&state.db, &kind, p.network_traits().forwarded)?,
+                Err(e) => tracing::warn!("cannot record the traits of network type {kind}: {e:#}"),
+            }
+        }
+        Ok(state)
     }
 
     /// The executor that changes this host.

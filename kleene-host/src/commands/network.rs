@@ -7,7 +7,7 @@ use crate::executor::Fact;
 use crate::state::{self, ipam, NetworkRow};
 use anyhow::{anyhow, bail, Result};
 use kleene_plugin_api::model::{from_bits, to_bits};
-use kleene_plugin_api::{Call, Cidr, Network, Plan, PluginKind};
+use kleene_plugin_api::{Call, Cidr, DefaultFor, Network, Plan, PluginKind};
 use serde_json::json;
 use std::net::IpAddr;
 
@@ -126,12 +126,16 @@ fn free_interface(existing: &[NetworkRow], mut taken: impl FnMut(&str) -> bool) 
 
 pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
     validate_name("network", &args.name)?;
-    let plugin = ctx.plugin(&args.kind, PluginKind::NetworkType)?;
+    let kind = match &args.kind {
+        Some(kind) => kind.clone(),
+        None => ctx.default_plugin(PluginKind::NetworkType, DefaultFor::NetworkType)?,
+    };
+    let plugin = ctx.plugin(&kind, PluginKind::NetworkType)?;
+    let traits = plugin.network_traits();
     let subnet = parse_subnet("subnet", args.subnet.as_deref(), true)?;
     let subnet6 = parse_subnet("subnet6", args.subnet6.as_deref(), false)?;
-    let is_bridge = args.kind == "bridge";
-    let (gateway, gateway_auto) = parse_gateway("gateway", args.gw.as_deref(), subnet, is_bridge)?;
-    let (gateway6, gateway6_auto) = parse_gateway("gateway6", args.gw6.as_deref(), subnet6, is_bridge)?;
+    let (gateway, gateway_auto) = parse_gateway("gateway", args.gw.as_deref(), subnet, traits.auto_gateway)?;
+    let (gateway6, gateway6_auto) = parse_gateway("gateway6", args.gw6.as_deref(), subnet6, traits.auto_gateway)?;
     let mut state = ctx.state()?;
     let session = ctx.begin(&state)?;
     let existing = state::networks(&state.db)?;
@@ -141,7 +145,9 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
     let mut session = session;
     let interface = match &args.interface {
         Some(i) => i.clone(),
-        None if args.kind == "custom" => bail!("custom networks need -i/--interface naming an existing interface"),
+        None if traits.existing_interface => {
+            bail!("{kind} networks need -i/--interface naming an existing interface")
+        }
         None => match &mut session {
             Some((_, exec)) => free_interface(&existing, |name| {
                 exec.check(&kleene_plugin_api::Check::LinkAbsent { name: name.into() }).is_err()
@@ -150,7 +156,7 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
         },
     };
     validate_interface(&interface)?;
-    if args.kind != "custom" {
+    if !traits.existing_interface {
         if let Some(other) = existing.iter().find(|r| r.network.interface == interface) {
             bail!("interface {interface} is already used by network '{}'", other.network.name);
         }
@@ -168,7 +174,7 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
             }
         }
         if let Some((_, exec)) = &mut session {
-            let own = (args.kind == "custom").then_some(interface.as_str());
+            let own = traits.existing_interface.then_some(interface.as_str());
             check_host_addresses(field, &mine, &exec.host_addresses()?, &existing, own)?;
         }
     }
@@ -183,7 +189,7 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
     let network = Network {
         id: state::new_id(),
         name: args.name.clone(),
-        kind: args.kind.clone(),
+        kind: kind.clone(),
         interface,
         subnet,
         subnet6,
@@ -198,7 +204,7 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
     let plan = plugin.plan(&Call::NetworkCreate { network: network.clone() })?;
     let id = network.id.clone();
     // Kleene counts the addresses already on the interface as used (custom networks).
-    let on_link = match (&mut session, args.kind == "custom") {
+    let on_link = match (&mut session, traits.existing_interface) {
         (Some((_, exec)), true) => exec.link_addresses(&network.interface).unwrap_or_default(),
         _ => Vec::new(),
     };
@@ -207,7 +213,8 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
             Fact::LinkKind { name, kind } if *name == network.interface => Some(kind.clone()),
             _ => None,
         });
-        state::insert_network(tx, &NetworkRow { network: network.clone(), link_kind })?;
+        let row = NetworkRow { network: network.clone(), link_kind, forwarded: Some(traits.forwarded) };
+        state::insert_network(tx, &row)?;
         for (s, gw) in [(network.subnet, network.gateway), (network.subnet6, network.gateway6)] {
             if let Some(s) = s {
                 let reserved: Vec<IpAddr> = gw.into_iter().chain(on_link.iter().copied()).collect();
@@ -223,7 +230,7 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
 }
 
 pub fn ls(ctx: &Ctx, json: bool) -> Result<()> {
-    let state = ctx.state()?;
+    let state = ctx.read_state()?;
     let rows = state::networks(&state.db)?;
     if json {
         let list: Vec<_> = rows.iter().map(|r| network_json(&r.network)).collect();
@@ -240,7 +247,7 @@ pub fn ls(ctx: &Ctx, json: bool) -> Result<()> {
 }
 
 pub fn inspect(ctx: &Ctx, ident: &str, json: bool) -> Result<()> {
-    let state = ctx.state()?;
+    let state = ctx.read_state()?;
     let id = state::resolve(&state.db, "networks", "network", ident)?;
     let row = state::network_by_id(&state.db, &id)?;
     let endpoints = state::endpoints_where(&state.db, "network_id", &id)?;

@@ -1,6 +1,6 @@
 //! `kleene system ...`: host-wide maintenance.
 
-use super::container::{record_start, sandbox_stack, start_plan, stop_plan};
+use super::container::{record_start, start_plan, stop_plan};
 use super::Ctx;
 use crate::engine;
 use crate::executor::{Executor, Os};
@@ -53,7 +53,8 @@ fn restore_networks(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor, g
 fn restore_containers(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor, gw: &str) -> Result<()> {
     for c in state::containers(&state.db)?.into_iter().filter(|c| c.running) {
         let (plan, mut attachments) = start_plan(ctx, state, &c)?;
-        if exec.sandbox_intact(&c.id, sandbox_stack(&plan, &c)?)? {
+        let stack = ctx.plugin(&c.driver, PluginKind::Driver)?.stack();
+        if exec.sandbox_intact(&c.id, stack)? {
             continue;
         }
         tracing::info!("rebuilding the sandbox of container {}", c.name);

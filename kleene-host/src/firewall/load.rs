@@ -13,6 +13,7 @@ use std::net::IpAddr;
 pub fn load(db: &Connection, host_gw_if: &str) -> Result<Ruleset> {
     let containers: HashMap<String, kleene_plugin_api::Container> =
         state::containers(db)?.into_iter().map(|c| (c.id.clone(), c)).collect();
+    let stacks = state::container_stacks(db)?;
     let mut published = HashMap::new();
     for (id, specs) in state::published(db)? {
         let ports = specs
@@ -23,7 +24,12 @@ pub fn load(db: &Connection, host_gw_if: &str) -> Result<Ruleset> {
     }
     let mut networks: Vec<FwNetwork> = state::networks(db)?
         .into_iter()
-        .map(|row| FwNetwork { network: row.network, endpoints: vec![], epairs: vec![] })
+        .map(|row| FwNetwork {
+            network: row.network,
+            forwarded: row.forwarded.unwrap_or(true),
+            endpoints: vec![],
+            epairs: vec![],
+        })
         .collect();
     let index: HashMap<String, usize> = networks.iter().enumerate().map(|(i, n)| (n.network.id.clone(), i)).collect();
     for ep in state::all_endpoints(db)? {
@@ -35,7 +41,7 @@ pub fn load(db: &Connection, host_gw_if: &str) -> Result<Ruleset> {
         net.endpoints.push(FwEndpoint {
             container: c.id.clone(),
             name: c.name.clone(),
-            driver: c.driver.clone(),
+            stack: stacks.get(&c.id).copied().unwrap_or(crate::legacy::UNKNOWN_DRIVER_STACK),
             running: c.running,
             v4: ep.ip_address.and_then(|a| match a {
                 IpAddr::V4(v4) => Some(v4),
@@ -52,9 +58,9 @@ pub fn load(db: &Connection, host_gw_if: &str) -> Result<Ruleset> {
 }
 
 /// Which address families need the host to forward packets: a family is needed when a
-/// network that lets traffic leave it (not internal) has a subnet of that family and is not a
-/// loopback network (whose ipnet containers send from the host's own stack: no forwarding).
+/// network that lets traffic leave it (not internal) has a subnet of that family and its type
+/// forwards (a loopback network's containers send from the host's own stack).
 pub fn forwarding_needed(r: &Ruleset) -> (bool, bool) {
-    let nets = || r.networks.iter().map(|n| &n.network).filter(|n| !n.internal && n.kind != "loopback");
+    let nets = || r.networks.iter().filter(|n| n.forwarded).map(|n| &n.network).filter(|n| !n.internal);
     (nets().any(|n| n.subnet.is_some()), nets().any(|n| n.subnet6.is_some()))
 }

@@ -17,7 +17,7 @@ pub use load::{forwarding_needed, load};
 #[cfg(test)]
 mod tests;
 
-use kleene_plugin_api::{Cidr, Network};
+use kleene_plugin_api::{Cidr, Network, Stack};
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -158,11 +158,17 @@ fn container_range(host: PortRange, spec: Option<&str>) -> Result<PortRange, Str
     }
 }
 
+/// Whether containers of a stack have an address of their own to redirect published ports to.
+pub fn can_publish(stack: Stack) -> bool {
+    matches!(stack, Stack::Restricted | Stack::Private)
+}
+
 /// Refuses drivers whose containers have no address of their own to redirect to.
-pub fn check_can_publish(driver: &str) -> Result<(), String> {
-    match driver {
-        "host" | "disabled" => Err(format!("cannot publish ports of a container using the '{driver}' network driver")),
-        _ => Ok(()),
+pub fn check_can_publish(driver: &str, stack: Stack) -> Result<(), String> {
+    if can_publish(stack) {
+        Ok(())
+    } else {
+        Err(format!("cannot publish ports of a container using the '{driver}' network driver"))
     }
 }
 
@@ -173,8 +179,8 @@ pub struct FwEndpoint {
     pub container: String,
     /// Container name (for comments).
     pub name: String,
-    /// The container's network driver: `ipnet`, `vnet`, ...
-    pub driver: String,
+    /// The stack its driver declares: whether the host holds its addresses.
+    pub stack: Stack,
     pub running: bool,
     pub v4: Option<Ipv4Addr>,
     pub v6: Option<Ipv6Addr>,
@@ -192,6 +198,8 @@ impl FwEndpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FwNetwork {
     pub network: Network,
+    /// Whether its traffic is forwarded by the host (its network type's declaration).
+    pub forwarded: bool,
     pub endpoints: Vec<FwEndpoint>,
     /// Host-side interfaces of the network's running vnet containers.
     pub epairs: Vec<String>,
@@ -267,7 +275,7 @@ pub fn redirects(r: &Ruleset) -> Vec<Redirect<'_>> {
     let mut done: HashSet<(&str, Family)> = HashSet::new();
     let mut out = Vec::new();
     for f in r.networks.iter().filter(|f| !f.network.internal) {
-        for e in f.endpoints.iter().filter(|e| e.running && check_can_publish(&e.driver).is_ok()) {
+        for e in f.endpoints.iter().filter(|e| e.running && can_publish(e.stack)) {
             for target in e.addresses() {
                 if done.insert((e.container.as_str(), Family::of(target))) {
                     out.extend(e.published.iter().map(|port| Redirect {

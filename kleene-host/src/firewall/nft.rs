@@ -27,7 +27,7 @@
 //! `accept` here cannot override a drop in another table (Docker, firewalld).
 
 use super::{all_subnets, container_addresses, nat_if, quote, redirects, subnet_of, Family, Redirect, Ruleset};
-use kleene_plugin_api::{Cidr, Network};
+use kleene_plugin_api::{Cidr, Network, Stack};
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -90,12 +90,12 @@ fn address_sets(out: &mut String, r: &Ruleset, f: Family) {
     set(out, &format!("internal{sfx}"), addr, true, internal);
     let ctrs = || container_addresses(r).filter(move |(_, _, a)| Family::of(*a) == f);
     // Only addresses the host holds itself can be mistaken for a published host address:
-    // vnet addresses live in the containers' namespaces, so starting or creating a vnet
-    // container leaves the ruleset (and the kernel's) untouched.
-    let held = ctrs().filter(|(_, e, _)| e.driver != "vnet").map(|(_, _, a)| a.to_string());
+    // a private stack's addresses live in the container's namespace, so starting or creating
+    // such a container leaves the ruleset (and the kernel's) untouched.
+    let held = ctrs().filter(|(_, e, _)| e.stack != Stack::Private).map(|(_, _, a)| a.to_string());
     set(out, &format!("containers{sfx}"), addr, false, held);
-    // Only no-icc rules need it, and only ipnet addresses are the host's own.
-    let own = ctrs().filter(|(n, e, _)| !n.icc && e.driver == "ipnet").map(|(_, _, a)| format!("{a} . {a}"));
+    // Only no-icc rules need it, and only a restricted stack's addresses are the host's own.
+    let own = ctrs().filter(|(n, e, _)| !n.icc && e.stack == Stack::Restricted).map(|(_, _, a)| format!("{a} . {a}"));
     set(out, &format!("self{sfx}"), &format!("{addr} . {addr}"), false, own);
 }
 

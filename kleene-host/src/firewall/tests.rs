@@ -32,7 +32,13 @@ fn ep(name: &str, driver: &str, v4: Option<&str>, v6: Option<&str>, publish: &[&
     FwEndpoint {
         container: format!("{name}-id"),
         name: name.into(),
-        driver: driver.into(),
+        // What each built-in driver declares.
+        stack: match driver {
+            "vnet" => Stack::Private,
+            "ipnet" => Stack::Restricted,
+            "host" => Stack::Host,
+            _ => Stack::Disabled,
+        },
         running: true,
         v4: v4.map(|a| a.parse().unwrap()),
         v6: v6.map(|a| a.parse().unwrap()),
@@ -41,7 +47,8 @@ fn ep(name: &str, driver: &str, v4: Option<&str>, v6: Option<&str>, publish: &[&
 }
 
 fn fw(network: Network, endpoints: Vec<FwEndpoint>, epairs: &[&str]) -> FwNetwork {
-    FwNetwork { network, endpoints, epairs: epairs.iter().map(|s| s.to_string()).collect() }
+    let forwarded = network.kind != "loopback";
+    FwNetwork { network, forwarded, endpoints, epairs: epairs.iter().map(|s| s.to_string()).collect() }
 }
 
 fn ruleset(networks: Vec<FwNetwork>) -> Ruleset {
@@ -150,11 +157,11 @@ fn internal_networks_do_not_nat_or_publish() {
 #[test]
 fn publish_refused_for_host_and_disabled() {
     assert_eq!(
-        check_can_publish("host").unwrap_err(),
+        check_can_publish("host", Stack::Host).unwrap_err(),
         "cannot publish ports of a container using the 'host' network driver"
     );
-    assert!(check_can_publish("disabled").is_err());
-    assert!(check_can_publish("vnet").is_ok() && check_can_publish("ipnet").is_ok());
+    assert!(check_can_publish("disabled", Stack::Disabled).is_err());
+    assert!(check_can_publish("x", Stack::Private).is_ok() && check_can_publish("y", Stack::Restricted).is_ok());
 }
 
 #[test]

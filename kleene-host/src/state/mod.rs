@@ -43,6 +43,12 @@ CREATE TABLE published (
     container_id TEXT NOT NULL REFERENCES containers(id), seq INTEGER NOT NULL, spec TEXT NOT NULL,
     PRIMARY KEY (container_id, seq));
 "#,
+    // Plugin API 1.1: what the host needs to know of a driver or network type is recorded
+    // with the rows, from the plugin's declaration (older rows are filled in on first use).
+    r#"
+ALTER TABLE containers ADD COLUMN stack TEXT;
+ALTER TABLE networks ADD COLUMN forwarded INTEGER;
+"#,
 ];
 
 pub struct State {

@@ -1,7 +1,7 @@
 //! Rows <-> plugin API model types, and lookups by name, id or id prefix.
 
 use anyhow::{anyhow, bail, Result};
-use kleene_plugin_api::{Cidr, Container, Endpoint, Network};
+use kleene_plugin_api::{Cidr, Container, Endpoint, Network, Stack};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::net::IpAddr;
 
@@ -11,6 +11,9 @@ pub struct NetworkRow {
     pub network: Network,
     /// The kernel link kind actually used (e.g. `ifb` standing in for `dummy`).
     pub link_kind: Option<String>,
+    /// Whether its traffic is forwarded by the host (its network type's declaration, kept so
+    /// the firewall needs no plugin). `None` for rows older than API 1.1, until filled in.
+    pub forwarded: Option<bool>,
 }
 
 fn opt_parse<T: std::str::FromStr>(s: Option<String>) -> Option<T> {
@@ -35,6 +38,7 @@ fn network_from_row(r: &Row<'_>) -> rusqlite::Result<NetworkRow> {
             internal: r.get("internal")?,
         },
         link_kind: r.get("link_kind")?,
+        forwarded: r.get("forwarded")?,
     })
 }
 
@@ -61,11 +65,12 @@ fn text<T: ToString>(v: &Option<T>) -> Option<String> {
 pub fn insert_network(db: &Connection, n: &NetworkRow) -> Result<()> {
     let net = &n.network;
     db.execute(
-        "INSERT INTO networks (id, name, type, interface, subnet, subnet6, gateway, gateway_auto, gateway6, gateway6_auto, nat, icc, internal, link_kind)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        "INSERT INTO networks (id, name, type, interface, subnet, subnet6, gateway, gateway_auto, gateway6, gateway6_auto, nat, icc, internal, link_kind, forwarded)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             net.id, net.name, net.kind, net.interface, text(&net.subnet), text(&net.subnet6), text(&net.gateway),
-            net.gateway_auto, text(&net.gateway6), net.gateway6_auto, net.nat, net.icc, net.internal, n.link_kind
+            net.gateway_auto, text(&net.gateway6), net.gateway6_auto, net.nat, net.icc, net.internal, n.link_kind,
+            n.forwarded
         ],
     )?;
     Ok(())
@@ -87,11 +92,59 @@ pub fn delete_network(db: &Connection, id: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn insert_container(db: &Connection, c: &Container) -> Result<()> {
+/// A new container, with the stack its driver declares.
+pub fn insert_container(db: &Connection, c: &Container, stack: Stack) -> Result<()> {
     db.execute(
-        "INSERT INTO containers (id, name, driver, running) VALUES (?1, ?2, ?3, ?4)",
-        params![c.id, c.name, c.driver, c.running],
+        "INSERT INTO containers (id, name, driver, running, stack) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![c.id, c.name, c.driver, c.running, stack_text(stack)],
     )?;
+    Ok(())
+}
+
+fn stack_text(stack: Stack) -> String {
+    serde_json::to_value(stack).ok().and_then(|v| v.as_str().map(String::from)).expect("a unit variant")
+}
+
+/// The stack of each container whose driver's declaration is recorded (rows older than API
+/// 1.1 have none until [`record_stack`] fills it in).
+pub fn container_stacks(db: &Connection) -> Result<std::collections::HashMap<String, Stack>> {
+    let mut stmt = db.prepare_cached("SELECT id, stack FROM containers WHERE stack IS NOT NULL")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (id, text) = row?;
+        let stack = serde_json::from_value(serde_json::Value::String(text.clone()))
+            .map_err(|_| anyhow!("container {id}: unknown stack '{text}' in state"))?;
+        out.insert(id, stack);
+    }
+    Ok(out)
+}
+
+/// Drivers and network types whose rows predate API 1.1 and lack their declarations.
+pub fn undeclared(db: &Connection) -> Result<(Vec<String>, Vec<String>)> {
+    let list = |sql: &str| -> Result<Vec<String>> {
+        let mut stmt = db.prepare_cached(sql)?;
+        let rows = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    };
+    Ok((
+        list("SELECT DISTINCT driver FROM containers WHERE stack IS NULL")?,
+        list("SELECT DISTINCT type FROM networks WHERE forwarded IS NULL")?,
+    ))
+}
+
+/// Record a driver's stack on its containers that predate API 1.1.
+pub fn record_stack(db: &Connection, driver: &str, stack: Stack) -> Result<()> {
+    db.execute(
+        "UPDATE containers SET stack = ?2 WHERE driver = ?1 AND stack IS NULL",
+        params![driver, stack_text(stack)],
+    )?;
+    Ok(())
+}
+
+/// Record a network type's forwarding on its networks that predate API 1.1.
+pub fn record_forwarded(db: &Connection, kind: &str, forwarded: bool) -> Result<()> {
+    db.execute("UPDATE networks SET forwarded = ?2 WHERE type = ?1 AND forwarded IS NULL", params![kind, forwarded])?;
     Ok(())
 }
 

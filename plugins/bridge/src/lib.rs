@@ -2,7 +2,7 @@
 //! itself with the subnet's prefix, so vnet containers route through the host; an explicit
 //! gateway is only the containers' default route (as in Kleene).
 
-use kleene_plugin_api::{Call, Host, LinkKind, Network, Op, Plan, Plugin, PluginError, PluginInfo};
+use kleene_plugin_api::{Call, Host, LinkKind, Network, NetworkTraits, Op, Plan, Plugin, PluginError, PluginInfo};
 use std::net::IpAddr;
 
 #[derive(Default)]
@@ -19,6 +19,7 @@ impl Plugin for Bridge {
     fn info(&self) -> PluginInfo {
         let about = "a bridge interface per network, holding the auto gateways";
         PluginInfo::network_type("bridge", env!("CARGO_PKG_VERSION"), about)
+            .with_network_traits(NetworkTraits { auto_gateway: true, ..NetworkTraits::default() })
     }
 
     fn plan(&self, call: &Call, _host: &Host<'_>) -> Result<Plan, PluginError> {

@@ -1,7 +1,7 @@
 //! Custom networks: an interface the operator owns. kleene checks that it exists and never
 //! creates, changes or destroys it.
 
-use kleene_plugin_api::{Call, Check, Plan, Plugin, PluginError, PluginInfo};
+use kleene_plugin_api::{Call, Check, NetworkTraits, Plan, Plugin, PluginError, PluginInfo};
 
 #[derive(Default)]
 pub struct Custom;
@@ -13,6 +13,7 @@ impl Plugin for Custom {
             env!("CARGO_PKG_VERSION"),
             "an existing interface the operator names; never created or destroyed",
         )
+        .with_network_traits(NetworkTraits { existing_interface: true, ..NetworkTraits::default() })
     }
 
     fn plan(&self, call: &Call, _host: &kleene_plugin_api::Host<'_>) -> Result<Plan, PluginError> {

@@ -9,6 +9,7 @@ pub struct Disabled;
 impl Plugin for Disabled {
     fn info(&self) -> PluginInfo {
         PluginInfo::driver("disabled", env!("CARGO_PKG_VERSION"), "no networking at all", &[])
+            .with_stack(Stack::Disabled)
     }
 
     fn plan(&self, call: &Call, _host: &Host<'_>) -> Result<Plan, PluginError> {

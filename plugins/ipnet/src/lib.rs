@@ -2,7 +2,9 @@
 //! (jail `ip4.addr`). Each address is a /32 or /128 alias on its network's interface; the
 //! host restricts the sandbox to exactly the set of addresses of all its endpoints.
 
-use kleene_plugin_api::{Attachment, Call, Cidr, Host, Level, Op, Plan, Plugin, PluginError, PluginInfo, Stack};
+use kleene_plugin_api::{
+    Attachment, Call, Cidr, DefaultFor, Host, Level, Op, Plan, Plugin, PluginError, PluginInfo, Stack,
+};
 
 #[derive(Default)]
 pub struct Ipnet;
@@ -19,6 +21,8 @@ impl Plugin for Ipnet {
             "the host's network stack, restricted to the container's own addresses",
             &["loopback", "bridge", "custom"],
         )
+        .with_stack(Stack::Restricted)
+        .default_for(DefaultFor::DriverWithNetwork)
     }
 
     fn plan(&self, call: &Call, host: &Host<'_>) -> Result<Plan, PluginError> {

@@ -1,7 +1,7 @@
 //! Loopback networks: one address-only interface per network (FreeBSD `lo`, Linux `dummy`).
 //! Gateways mean nothing here: ipnet containers use their addresses directly.
 
-use kleene_plugin_api::{Call, Host, LinkKind, Op, Plan, Plugin, PluginError, PluginInfo};
+use kleene_plugin_api::{Call, DefaultFor, Host, LinkKind, NetworkTraits, Op, Plan, Plugin, PluginError, PluginInfo};
 
 #[derive(Default)]
 pub struct Loopback;
@@ -10,6 +10,9 @@ impl Plugin for Loopback {
     fn info(&self) -> PluginInfo {
         let about = "an address-only interface per network (FreeBSD lo, Linux dummy)";
         PluginInfo::network_type("loopback", env!("CARGO_PKG_VERSION"), about)
+            // Its containers (ipnet) send from the host's own stack: nothing is forwarded.
+            .with_network_traits(NetworkTraits { forwarded: false, ..NetworkTraits::default() })
+            .default_for(DefaultFor::NetworkType)
     }
 
     fn plan(&self, call: &Call, _host: &Host<'_>) -> Result<Plan, PluginError> {

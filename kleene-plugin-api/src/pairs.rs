@@ -1,0 +1,73 @@
+//! Plan building blocks for drivers that give containers a network stack of their own
+//! (FreeBSD vnet jails, Linux network namespaces) and join them to bridges by pairs. The
+//! built-in `vnet` driver is made of these; a third-party driver with a private stack uses
+//! them with host-end names of its own.
+
+use crate::{Attachment, Op, Plan};
+use std::net::IpAddr;
+
+/// The lowest `ethN` not used by the container's other pairs.
+pub fn free_peer_name(others: &[Attachment]) -> String {
+    let used: Vec<&str> = others.iter().filter_map(|a| a.endpoint.interface.as_deref()).collect();
+    (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(&n.as_str())).expect("unbounded range")
+}
+
+/// Whether some attachment already provides a default route of `ip`'s family.
+fn has_route(attachments: &[Attachment], v4: bool) -> bool {
+    attachments.iter().any(|a| if v4 { a.network.gateway.is_some() } else { a.network.gateway6.is_some() })
+}
+
+/// One address family of an attachment.
+struct Family {
+    address: Option<IpAddr>,
+    prefix: Option<u8>,
+    gateway: Option<IpAddr>,
+    v4: bool,
+}
+
+/// Join one network: a pair (`host` end on the bridge, `peer` inside the sandbox), the
+/// endpoint's addresses, and default routes no `earlier` attachment provides. Order per family
+/// is address then route, as Kleene's jail parameters have it; the peer goes up before the
+/// first route (Linux refuses a route over a down link).
+pub fn join(plan: &mut Plan, sandbox: &str, a: &Attachment, host: String, peer: String, earlier: &[Attachment]) {
+    let in_sandbox = Some(sandbox.to_string());
+    plan.push(Op::CreatePair { host: host.clone(), peer: peer.clone(), sandbox: sandbox.to_string() });
+    plan.push(Op::AttachToBridge { bridge: a.network.interface.clone(), member: host.clone() });
+    plan.push(Op::SetLinkUp { name: host, sandbox: None });
+    let families = [
+        Family {
+            address: a.endpoint.ip_address,
+            prefix: a.network.subnet.map(|s| s.prefix),
+            gateway: a.network.gateway,
+            v4: true,
+        },
+        Family {
+            address: a.endpoint.ip_address6,
+            prefix: a.network.subnet6.map(|s| s.prefix),
+            gateway: a.network.gateway6,
+            v4: false,
+        },
+    ];
+    let mut peer_up = false;
+    for Family { address, prefix, gateway, v4 } in families {
+        if let (Some(address), Some(prefix)) = (address, prefix) {
+            plan.push(Op::AddAddress { link: peer.clone(), address, prefix, sandbox: in_sandbox.clone() });
+        }
+        if !peer_up {
+            plan.push(Op::SetLinkUp { name: peer.clone(), sandbox: in_sandbox.clone() });
+            peer_up = true;
+        }
+        if let Some(gateway) = gateway.filter(|_| !has_route(earlier, v4)) {
+            plan.push(Op::AddDefaultRoute { gateway, sandbox: sandbox.to_string() });
+        }
+    }
+}
+
+/// Leave one network: take the host end off the bridge and destroy the pair. `planned_host`
+/// is the name `join` was given, used when the state has not recorded the actual one.
+pub fn leave(plan: &mut Plan, sandbox: &str, a: &Attachment, planned_host: String) {
+    let host = a.endpoint.epair.clone().unwrap_or(planned_host);
+    let peer = a.endpoint.interface.clone().unwrap_or_else(|| "eth0".into());
+    plan.push(Op::DetachFromBridge { bridge: a.network.interface.clone(), member: host.clone() });
+    plan.push(Op::DeletePair { host, peer, sandbox: sandbox.to_string() });
+}
