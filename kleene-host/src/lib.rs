@@ -9,3 +9,4 @@ pub mod firewall;
 pub mod loader;
 pub mod logging;
 pub mod state;
+pub mod trust;
