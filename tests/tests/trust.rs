@@ -150,7 +150,7 @@ fn a_crafted_database_is_refused_and_the_host_keeps_its_file_cgroup_and_interfac
     ] {
         plant_journal(&db, &undo);
         let err = next_command(&sb);
-        assert!(err.contains("which is not kleene's"), "{err}");
+        assert!(err.contains("which kleene neither records nor created"), "{err}");
     }
     assert!(sb.links().contains(&"hostbr0".to_string()), "the host's interface survives");
     assert!(sb.sh("ip -br link show lo").ok().contains("UP"), "lo stays up");

@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use std::collections::HashSet;
 
 /// The fix named by every refusal: kleene cannot tell which row is the lie.
-const FIX: &str = "the state database was altered outside kleene; restore it from a backup";
+const FIX: &str = "the state database was altered outside kleene: restore it from a backup";
 
 /// An id as [`super::new_id`] makes them: 12 lowercase hex digits (safe in any path).
 pub fn is_id(id: &str) -> bool {
@@ -81,7 +81,12 @@ pub fn journal(db: &Connection, what: &str, ops: &[Op], exec: &mut dyn Executor)
         }
         for link in host_links {
             if !recorded.contains(link) && !exec.host_link_is_kleenes(link)? {
-                return Err(refuse(format!("it names host interface {link}, which is not kleene's")));
+                // Also what a crash in the instant between creating an interface and marking
+                // it leaves: then the interface is kleene's and deleting it lets this pass.
+                bail!(
+                    "refusing to roll back '{}': it names host interface {link}, which kleene neither records nor created; if it is a leftover of kleene's, delete it (ip link del {link}), otherwise {FIX}",
+                    what.escape_debug()
+                );
             }
         }
     }
