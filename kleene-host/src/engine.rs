@@ -14,7 +14,7 @@
 
 use crate::executor::{Executor, Fact, Renderer};
 use crate::firewall::{self, Ruleset};
-use crate::state::{HostLock, State};
+use crate::state::{self, HostLock, State};
 use anyhow::{Context, Result};
 use kleene_plugin_api::{Op, Plan};
 use rusqlite::{params, Transaction};
@@ -35,9 +35,15 @@ pub fn lock_and_recover(
         rows.collect::<rusqlite::Result<_>>()?
     };
     let interrupted = !rows.is_empty();
+    // Every row is checked before any runs: a refused row leaves the host as it was.
+    let mut rollbacks = Vec::with_capacity(rows.len());
     for (id, what, undo) in rows {
-        tracing::warn!("rolling back interrupted operation: {what}");
         let ops: Vec<Op> = serde_json::from_str(&undo).context("corrupt journal entry")?;
+        state::checked::journal(&state.db, &what, &ops, exec)?;
+        rollbacks.push((id, what, ops));
+    }
+    for (id, what, ops) in rollbacks {
+        tracing::warn!("rolling back interrupted operation: {what}");
         undo_all(exec, &ops);
         state.db.execute("DELETE FROM journal WHERE id = ?1", [id])?;
     }

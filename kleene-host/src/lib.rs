@@ -10,3 +10,4 @@ pub mod legacy;
 pub mod loader;
 pub mod logging;
 pub mod state;
+pub mod trust;

@@ -6,14 +6,14 @@
 //! it needs; the first file of a name wins and later ones are listed as shadowed.
 
 use crate::logging::PluginServices;
-use abi_stable::library::{lib_header_from_path, LibraryError, RootModuleError};
+use crate::trust;
+use abi_stable::library::{lib_header_from_path, LibHeader, LibraryError, RootModuleError};
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::sabi_types::RRef;
 use abi_stable::std_types::RResult;
 use anyhow::{anyhow, bail, Result};
 use kleene_plugin_api::abi::{HostServices_TO, PluginModRef};
 use kleene_plugin_api::{api_major, Call, NetworkTraits, Op, Plan, PluginInfo, PluginKind, Stack, API_VERSION};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 const PREFIX: &str = "libkleene_";
@@ -106,36 +106,77 @@ fn plugin_name(path: &Path) -> Option<String> {
     Some(stem.strip_prefix(PREFIX).unwrap_or(stem).to_string())
 }
 
-/// Refuse files that someone other than root or us could have written.
-fn check_permissions(path: &Path) -> Result<()> {
-    let me = unsafe { libc::geteuid() };
-    for p in [path, path.parent().unwrap_or(Path::new("/"))] {
-        let meta = std::fs::metadata(p).map_err(|e| anyhow!("{}: {e}", p.display()))?;
-        if meta.mode() & 0o022 != 0 {
-            bail!(
-                "{}: refusing to load: {} is writable by group or others (chmod go-w it)",
-                path.display(),
-                p.display()
-            );
+/// A plugin file opened once and checked: what is checked is what gets loaded.
+struct OpenedPlugin {
+    file: std::fs::File,
+    real: PathBuf,
+}
+
+impl OpenedPlugin {
+    /// Open `path` and refuse it unless it is a regular file that only root or we could have
+    /// written, in directories (along the search path and along its real path) that only
+    /// root or we could have changed. Opening does not block: a FIFO named like a plugin is
+    /// refused, not waited on.
+    fn open(path: &Path) -> Result<OpenedPlugin, String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+            .open(path)
+            .map_err(|e| e.to_string())?;
+        let meta = file.metadata().map_err(|e| e.to_string())?;
+        if !meta.file_type().is_file() {
+            return Err("not a regular file (a plugin is a shared library file); remove it from the plugin dir".into());
         }
-        if meta.uid() != 0 && meta.uid() != me {
-            bail!(
-                "{}: refusing to load: {} is owned by uid {}, not root or you",
-                path.display(),
-                p.display(),
-                meta.uid()
-            );
+        let real = real_path(path, &file)?;
+        let refuse = |why: String| format!("refusing to load: {why}");
+        trust::check_owner_and_mode(&real, &meta).map_err(refuse)?;
+        // The directory it was found in (a link there could be swapped) and the one it lives in.
+        for dir in [path.parent(), real.parent()].into_iter().flatten() {
+            trust::check_dir(dir).map_err(refuse)?;
+        }
+        Ok(OpenedPlugin { file, real })
+    }
+
+    /// The path dlopen is given. On Linux, the opened file itself (`/proc/self/fd/N`), so a
+    /// file renamed into place after the checks is never the one loaded. Elsewhere the real
+    /// path of the checked file (FreeBSD has `fdlopen`, but abi_stable loads by path only).
+    fn load_path(&self) -> PathBuf {
+        if cfg!(target_os = "linux") {
+            fd_path(&self.file)
+        } else {
+            self.real.clone()
         }
     }
-    Ok(())
+
+    /// Load the checked file. The descriptor stays open for the life of the process, as the
+    /// library does: the dynamic loader knows the library by this name, and a later plugin
+    /// opened on a reused descriptor number would otherwise be taken for it.
+    fn load(self) -> Result<&'static LibHeader, LibraryError> {
+        let at = self.load_path();
+        std::mem::forget(self.file);
+        lib_header_from_path(&at)
+    }
+}
+
+/// Where the opened `file` (found as `path`) really is, every link resolved: on Linux as the
+/// kernel knows the open file, elsewhere by resolving the path again.
+fn real_path(path: &Path, file: &std::fs::File) -> Result<PathBuf, String> {
+    let real = if cfg!(target_os = "linux") { std::fs::read_link(fd_path(file)) } else { path.canonicalize() };
+    real.map_err(|e| format!("cannot tell where the opened file is: {e}"))
+}
+
+fn fd_path(file: &std::fs::File) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 /// Open, check and describe one plugin file. Every failure is one line naming the file.
 pub fn load_file(path: &Path) -> Result<Plugin> {
-    check_permissions(path)?;
     let fail = |why: String| anyhow!("{}: {why}", path.display());
-    check_elf(path).map_err(fail)?;
-    let header = lib_header_from_path(path).map_err(|e| fail(describe(&e)))?;
+    let opened = OpenedPlugin::open(path).map_err(fail)?;
+    check_elf(&opened.file).map_err(fail)?;
+    let header = opened.load().map_err(|e| fail(describe(&e)))?;
     let module = header.init_root_module::<PluginModRef>().map_err(|e| fail(describe(&e)))?;
     let info_json = match (module.info())() {
         RResult::ROk(s) => s.into_string(),
@@ -161,9 +202,8 @@ pub fn load_file(path: &Path) -> Result<Plugin> {
 
 /// Check the file is a whole ELF shared object before handing it to dlopen: the dynamic
 /// loader maps segments past the end of a truncated file and the host dies of SIGBUS.
-fn check_elf(path: &Path) -> Result<(), String> {
+fn check_elf(file: &std::fs::File) -> Result<(), String> {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let size = file.metadata().map_err(|e| e.to_string())?.len();
     let read = |offset: u64, len: usize| -> Option<Vec<u8>> {
         let mut buf = vec![0; len];

@@ -218,6 +218,67 @@ fn insecure_plugin_files_and_dirs_are_refused() {
 }
 
 #[test]
+fn a_link_is_judged_by_the_directory_of_the_file_it_leads_to() {
+    let tmp = TempDir::new("links");
+    let (good, open, safe) = (tmp.path().join("good"), tmp.path().join("open"), tmp.path().join("safe"));
+    install_plugins(&good, &[]);
+    for dir in [&open, &safe] {
+        fs::create_dir_all(dir).unwrap();
+    }
+    // The library itself is fine (root's, 0755); the directory it sits in is anyone's.
+    let planted = copy_plugin("bridge", &open, "libkleene_bridge.so");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::symlink(&planted, good.join("libkleene_bridge.so")).unwrap();
+    // A link to a library in a safe directory still loads.
+    let kept = copy_plugin("ipnet", &safe, "libkleene_ipnet.so");
+    std::os::unix::fs::symlink(&kept, good.join("libkleene_ipnet.so")).unwrap();
+
+    let rows = ls(&good.display().to_string());
+    assert_broken(
+        &rows,
+        &good.join("libkleene_bridge.so"),
+        &format!("refusing to load: {} is writable by group or others (chmod go-w it)", open.display()),
+    );
+    assert_eq!(row(&rows, &good.join("libkleene_ipnet.so"))["status"], "ok");
+    // Asking for it by name is refused the same way, before anything of it runs.
+    let run = run_kleene(&["plugin", "inspect", "bridge"], &[("KLEENE_PLUGIN_PATH", &good.display().to_string())]);
+    assert!(run.err().contains(&format!("{} is writable by group or others", open.display())), "{}", run.stderr);
+}
+
+#[test]
+fn a_fifo_named_like_a_plugin_is_reported_not_waited_on() {
+    let tmp = TempDir::new("fifo");
+    let dir = tmp.path().join("plugins");
+    install_plugins(&dir, &["loopback"]);
+    let fifo = dir.join("libkleene_x.so");
+    let c_path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0, "mkfifo");
+
+    let mut child = Command::new(kleene_tests::kleene_bin())
+        .args(["plugin", "ls", "--json"])
+        .env("KLEENE_PLUGIN_PATH", &dir)
+        .env_remove("KLEENE_LOG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kleene");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("plugin ls hangs on a FIFO in the plugin dir");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "plugin ls failed");
+    let rows: Vec<Value> = serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().cloned().unwrap();
+    assert_broken(&rows, &fifo, "not a regular file");
+    assert_eq!(row(&rows, &dir.join("libkleene_loopback.so"))["status"], "ok");
+}
+
+#[test]
 fn the_first_plugin_of_a_name_wins_and_later_ones_are_shadowed() {
     let tmp = TempDir::new("shadow");
     let (first, second) = (tmp.path().join("first"), tmp.path().join("second"));

@@ -262,7 +262,7 @@ pub fn exec(ctx: &mut Ctx, ident: &str, command: &[String]) -> Result<i32> {
             Stack::Private | Stack::Disabled => NetworkScope::Own,
             Stack::Host | Stack::Restricted => NetworkScope::Host,
         };
-        spawn::run(&ctx.run_dir, &c.id, scope, command)
+        spawn::run(ctx.trusted_run_dir()?, &c.id, scope, command)
     }
     #[cfg(not(target_os = "linux"))]
     {

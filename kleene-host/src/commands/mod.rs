@@ -100,12 +100,19 @@ impl Ctx {
     pub fn executor(&self) -> Result<Box<dyn Executor>> {
         #[cfg(target_os = "linux")]
         {
-            Ok(Box::new(crate::executor::linux::LinuxExecutor::new(&self.run_dir)))
+            Ok(Box::new(crate::executor::linux::LinuxExecutor::new(self.trusted_run_dir()?)))
         }
         #[cfg(not(target_os = "linux"))]
         {
             bail!("this build of kleene only renders plans here: use --dry-run")
         }
+    }
+
+    /// The run dir, once it is known that only root (or we) could have put anything in it:
+    /// it holds the namespace pins kleene enters and the firewall it believes applied.
+    pub fn trusted_run_dir(&self) -> Result<&std::path::Path> {
+        crate::trust::ensure_private_dir("run dir", &self.run_dir)?;
+        Ok(&self.run_dir)
     }
 
     /// Begin a mutating command: the host lock, after finishing any interrupted rollback.

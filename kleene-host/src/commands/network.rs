@@ -106,7 +106,7 @@ fn parse_gateway(
 
 /// Interface names both kernels take and that need no quoting in nftables or pf rules (a
 /// `"`, `\` or `*` would be rewritten or read as a wildcard there, and match nothing).
-fn validate_interface(name: &str) -> Result<()> {
+pub(crate) fn validate_interface(name: &str) -> Result<()> {
     let ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && name.len() <= MAX_IFNAME
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));

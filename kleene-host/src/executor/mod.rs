@@ -39,6 +39,11 @@ pub trait Executor {
     fn sandbox_intact(&mut self, _sandbox: &str, _stack: kleene_plugin_api::Stack) -> Result<bool> {
         Ok(true)
     }
+    /// Whether the host interface `name` is absent or was created by kleene (crash recovery
+    /// touches no interface of someone else's that the database does not record).
+    fn host_link_is_kleenes(&mut self, _name: &str) -> Result<bool> {
+        Ok(false)
+    }
     /// The addresses an existing interface already holds (none where that cannot be known,
     /// e.g. when rendering): IPAM never hands them out.
     fn link_addresses(&mut self, _name: &str) -> Result<Vec<std::net::IpAddr>> {

@@ -1,6 +1,7 @@
 //! State: one SQLite database in the state directory (WAL, so readers never wait), plus a
 //! lock file that serialises host changes between concurrent `kleene` processes.
 
+pub mod checked;
 pub mod ipam;
 mod records;
 
@@ -57,8 +58,13 @@ pub struct State {
 
 impl State {
     pub fn open(dir: &Path) -> Result<State> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create state dir {}", dir.display()))?;
+        // Whoever can write the database decides what kleene, as root, does next.
+        crate::trust::ensure_private_dir("state dir", dir)?;
         let path = dir.join("kleene.db");
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            crate::trust::check_owner_and_mode(&path, &meta)
+                .map_err(|why| anyhow::anyhow!("state dir {}: refusing to use it: {why}", dir.display()))?;
+        }
         let db = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
         db.busy_timeout(std::time::Duration::from_secs(30))?;
         enable_wal(&db)?;

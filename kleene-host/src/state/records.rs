@@ -20,8 +20,14 @@ fn opt_parse<T: std::str::FromStr>(s: Option<String>) -> Option<T> {
     s.filter(|s| !s.is_empty()).and_then(|s| s.parse().ok())
 }
 
+/// A row that fails its check in [`super::checked`] is an error of the query reading it.
+fn checked<T>(value: T, check: fn(&T) -> Result<()>) -> rusqlite::Result<T> {
+    check(&value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    Ok(value)
+}
+
 fn network_from_row(r: &Row<'_>) -> rusqlite::Result<NetworkRow> {
-    Ok(NetworkRow {
+    let row = NetworkRow {
         network: Network {
             id: r.get("id")?,
             name: r.get("name")?,
@@ -39,15 +45,17 @@ fn network_from_row(r: &Row<'_>) -> rusqlite::Result<NetworkRow> {
         },
         link_kind: r.get("link_kind")?,
         forwarded: r.get("forwarded")?,
-    })
+    };
+    checked(row, super::checked::network)
 }
 
 fn container_from_row(r: &Row<'_>) -> rusqlite::Result<Container> {
-    Ok(Container { id: r.get("id")?, name: r.get("name")?, driver: r.get("driver")?, running: r.get("running")? })
+    let c = Container { id: r.get("id")?, name: r.get("name")?, driver: r.get("driver")?, running: r.get("running")? };
+    checked(c, super::checked::container)
 }
 
 fn endpoint_from_row(r: &Row<'_>) -> rusqlite::Result<Endpoint> {
-    Ok(Endpoint {
+    let e = Endpoint {
         id: r.get("id")?,
         network_id: r.get("network_id")?,
         container_id: r.get("container_id")?,
@@ -55,7 +63,8 @@ fn endpoint_from_row(r: &Row<'_>) -> rusqlite::Result<Endpoint> {
         interface: r.get("interface")?,
         ip_address: opt_parse(r.get("ip_address")?),
         ip_address6: opt_parse(r.get("ip_address6")?),
-    })
+    };
+    checked(e, super::checked::endpoint)
 }
 
 fn text<T: ToString>(v: &Option<T>) -> Option<String> {

@@ -18,6 +18,11 @@ use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+/// The description kleene gives every host interface it creates: the kernel's own record
+/// that the interface is kleene's, which no database row can forge. Crash recovery touches
+/// an interface the database does not record only if it carries this mark.
+pub const MADE_BY_KLEENE: &str = "made by kleene";
+
 pub struct LinuxExecutor {
     run_dir: PathBuf,
     host: Option<Netlink>,
@@ -103,6 +108,7 @@ impl LinuxExecutor {
                 other => other.map(|()| "dummy")?,
             },
         };
+        nl.set_alias(name, MADE_BY_KLEENE)?;
         Ok(vec![Fact::LinkKind { name: name.to_string(), kind: used.to_string() }])
     }
 
@@ -120,6 +126,7 @@ impl LinuxExecutor {
             }
             other => other?,
         }
+        nl.set_alias(host, MADE_BY_KLEENE)?;
         Ok(())
     }
 
@@ -244,6 +251,14 @@ impl Executor for LinuxExecutor {
         let has_cgroup = self.cgroup_path(sandbox)?.exists();
         let needs_netns = matches!(stack, Stack::Private | Stack::Disabled);
         Ok(has_cgroup && (!needs_netns || netns::open_pinned(&Self::netns_path(&self.run_dir, sandbox)).is_ok()))
+    }
+
+    fn host_link_is_kleenes(&mut self, name: &str) -> Result<bool> {
+        // Absent: whatever an undo does with the name, no interface of someone else's is hurt.
+        Ok(match self.host()?.link(name)? {
+            None => true,
+            Some(link) => link.alias.as_deref() == Some(MADE_BY_KLEENE),
+        })
     }
 
     fn forget_firewall(&mut self) {

@@ -46,6 +46,7 @@ const RTN_UNICAST: u8 = 1;
 // linux/if_link.h, linux/veth.h, linux/if_addr.h
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
+const IFLA_IFALIAS: u16 = 20;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
@@ -75,6 +76,8 @@ pub struct LinkInfo {
     pub kind: Option<String>,
     pub up: bool,
     pub master: Option<u32>,
+    /// `IFLA_IFALIAS`, the free-text description (`ip link set X alias TEXT`).
+    pub alias: Option<String>,
 }
 
 impl Netlink {
@@ -162,6 +165,16 @@ impl Netlink {
         req.push(&ifinfomsg(0, 0));
         req.attr_str(IFLA_IFNAME, name);
         req.attr(IFLA_MASTER, &master_index.to_ne_bytes());
+        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+    }
+
+    /// Sets the link's description (the kernel ignores it when a link is created, hence a
+    /// request of its own).
+    pub fn set_alias(&mut self, name: &str, alias: &str) -> io::Result<()> {
+        let mut req = Request::new(RTM_NEWLINK, 0);
+        req.push(&ifinfomsg(0, 0));
+        req.attr_str(IFLA_IFNAME, checked_name(name)?);
+        req.attr(IFLA_IFALIAS, alias.as_bytes());
         self.ack(req).map_err(|e| nodev_to_not_found(e, name))
     }
 
@@ -487,11 +500,13 @@ fn status(body: &[u8]) -> io::Result<()> {
 fn parse_link(body: &[u8]) -> Option<LinkInfo> {
     let index = read_u32(body, 4)?;
     let flags = read_u32(body, 8)?;
-    let mut link = LinkInfo { index, name: String::new(), kind: None, up: flags & IFF_UP != 0, master: None };
+    let mut link =
+        LinkInfo { index, name: String::new(), kind: None, up: flags & IFF_UP != 0, master: None, alias: None };
     for (ty, data) in attrs(body.get(16..)?) {
         match ty {
             IFLA_IFNAME => link.name = c_string(data),
             IFLA_MASTER => link.master = read_u32(data, 0).filter(|&m| m != 0),
+            IFLA_IFALIAS => link.alias = Some(c_string(data)).filter(|a| !a.is_empty()),
             IFLA_LINKINFO => {
                 link.kind = attrs(data).find(|&(t, _)| t == IFLA_INFO_KIND).map(|(_, kind)| c_string(kind));
             }
