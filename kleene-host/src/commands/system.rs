@@ -19,7 +19,7 @@ pub fn reconcile(ctx: &mut Ctx) -> Result<()> {
     match ctx.begin(&state)? {
         None => {
             let rules = firewall::load(&state.db, &gw)?;
-            let mut renderer = ctx.global.os.unwrap_or_else(Os::current).renderer();
+            let mut renderer = ctx.global.os.unwrap_or_else(Os::current).renderer(&ctx.run_dir);
             engine::render(renderer.as_mut(), &kleene_plugin_api::Plan::new(), &rules)
         }
         Some((_lock, mut exec)) => {
@@ -55,9 +55,9 @@ fn restore_containers(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor,
             continue;
         }
         tracing::info!("restarting the sandbox of container {}", c.name);
-        let (plan, mut attachments) = start_plan(ctx, state, &c)?;
+        let (plan, attachments) = start_plan(ctx, state, &c)?;
         let what = format!("reconcile container {}", c.name);
-        engine::run(state, exec, &what, &plan, gw, |tx, facts| record_start(tx, &c, &mut attachments, facts))
+        engine::run(state, exec, &what, &plan, gw, |tx, _| record_start(tx, &c, &attachments))
             .with_context(|| format!("cannot restore container {}", c.name))?;
     }
     Ok(())
