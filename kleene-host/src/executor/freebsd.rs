@@ -15,10 +15,12 @@
 //! stop commands use) and refers to the jail end as `${pair0%a}b`.
 //!
 //! The script stops at the first failing command (`set -e`) and then removes what it
-//! created, newest first, as the engine does on Linux: each step that creates something (an
-//! interface, a pair, a jail, an alias on a host interface) registers its undo with
-//! `on_failure`. Steps that remove things register nothing: like Kleene, a failed stop or
-//! removal is not put back. The plan's checks become guards at the top of the script.
+//! created, newest first, with the undo operations the plan carries: each step that creates
+//! something (an interface, a pair, a jail, an alias on an interface the script did not
+//! create) registers its undo with `on_failure`. What a step does inside a jail, or to an
+//! interface the script created, goes with the jail or the interface. Steps that remove things
+//! register nothing: like Kleene, a failed stop or removal is not put back. The plan's checks
+//! become guards at the top of the script, since they depend on the target host.
 
 use super::{check_failure, Executor, Fact, Renderer};
 use anyhow::Result;
