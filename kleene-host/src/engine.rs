@@ -154,14 +154,18 @@ fn forget_journal(db: &rusqlite::Connection, journal_id: Option<i64>) -> Result<
 }
 
 /// Print what `plan` would do, as `exec` renders it, then the firewall the change would
-/// produce (`rules`), and change nothing.
+/// produce (`rules`), and change nothing. The plan's checks run first, as in a real run (a
+/// renderer for another host writes them into its output instead).
 pub fn render(exec: &mut dyn Renderer, plan: &Plan, rules: &Ruleset) -> Result<()> {
+    for check in &plan.checks {
+        exec.check(check)?;
+    }
     for step in &plan.steps {
-        exec.apply(&step.op)?;
+        exec.apply_step(&step.op, &step.undo)?;
     }
     exec.finish()?;
     exec.apply_firewall(rules)?;
-    for line in exec.lines() {
+    for line in exec.script() {
         println!("{line}");
     }
     Ok(())

@@ -9,25 +9,32 @@ use kleene_bridge::Bridge;
 #[test]
 fn bridge_without_subnets() {
     let net = network(2, "bridge", "kleene1");
-    assert_eq!(freebsd(&Bridge, create(net)), lines(&["ifconfig bridge create name kleene1", "ifconfig kleene1 up"]));
+    let expected =
+        ["ifconfig bridge create name kleene1", "on_failure 'ifconfig kleene1 destroy'", "ifconfig kleene1 up"];
+    assert_eq!(freebsd(&Bridge, create(net)), guarded("kleene1", &expected));
 }
 
 #[test]
 fn bridge_holds_auto_gateways() {
     let net = bridge(Gw::Auto("10.0.0.1"), Gw::Auto("fd00::1"));
+    // The gateway addresses go with the bridge: only the bridge is removed on failure.
     let expected = [
         "ifconfig bridge create name kleene1",
+        "on_failure 'ifconfig kleene1 destroy'",
         "ifconfig kleene1 inet 10.0.0.1/24 alias",
         "ifconfig kleene1 inet6 fd00::1/64 alias",
         "ifconfig kleene1 up",
     ];
-    assert_eq!(freebsd(&Bridge, create(net.clone())), lines(&expected));
+    assert_eq!(freebsd(&Bridge, create(net.clone())), guarded("kleene1", &expected));
     assert_eq!(freebsd(&Bridge, remove(net)), lines(&["ifconfig kleene1 destroy"]));
 }
 
 #[test]
 fn bridge_with_explicit_or_no_gateway_holds_no_address() {
-    let expected = lines(&["ifconfig bridge create name kleene1", "ifconfig kleene1 up"]);
+    let expected = guarded(
+        "kleene1",
+        &["ifconfig bridge create name kleene1", "on_failure 'ifconfig kleene1 destroy'", "ifconfig kleene1 up"],
+    );
     for (v4, v6) in [(Gw::Explicit("10.0.0.254"), Gw::Explicit("fd00::fe")), (Gw::None, Gw::None)] {
         assert_eq!(freebsd(&Bridge, create(bridge(v4, v6))), expected);
     }
@@ -36,9 +43,13 @@ fn bridge_with_explicit_or_no_gateway_holds_no_address() {
 #[test]
 fn bridge_with_one_auto_family() {
     let net = bridge(Gw::Explicit("10.0.0.254"), Gw::Auto("fd00::1"));
-    let expected =
-        ["ifconfig bridge create name kleene1", "ifconfig kleene1 inet6 fd00::1/64 alias", "ifconfig kleene1 up"];
-    assert_eq!(freebsd(&Bridge, create(net)), lines(&expected));
+    let expected = [
+        "ifconfig bridge create name kleene1",
+        "on_failure 'ifconfig kleene1 destroy'",
+        "ifconfig kleene1 inet6 fd00::1/64 alias",
+        "ifconfig kleene1 up",
+    ];
+    assert_eq!(freebsd(&Bridge, create(net)), guarded("kleene1", &expected));
 }
 
 #[test]

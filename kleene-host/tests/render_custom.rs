@@ -7,8 +7,9 @@ use common::*;
 use kleene_custom::Custom;
 
 #[test]
-fn custom_network_renders_nothing() {
+fn custom_network_only_checks_its_interface() {
     let net = network(4, "custom", "em0");
-    assert!(freebsd(&Custom, create(net.clone())).is_empty());
+    let guard = "if ! ifconfig em0 >/dev/null 2>&1; then echo 'kleene: interface em0 does not exist; create it first or pick another with -i' >&2; exit 1; fi";
+    assert_eq!(freebsd(&Custom, create(net.clone())), lines(&[guard]));
     assert!(freebsd(&Custom, remove(net)).is_empty());
 }

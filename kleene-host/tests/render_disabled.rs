@@ -8,7 +8,7 @@ use kleene_disabled::Disabled;
 
 #[test]
 fn disabled_container_start_and_stop() {
-    assert_eq!(freebsd(&Disabled, start("disabled", vec![])), vec![jail_c(&["ip4=disable", "ip6=disable"])]);
+    assert_eq!(freebsd(&Disabled, start("disabled", vec![])), jail_c_registered(&["ip4=disable", "ip6=disable"]));
     assert_eq!(freebsd(&Disabled, stop("disabled", vec![])), lines(&["jail -r c0ffee000001"]));
 }
 

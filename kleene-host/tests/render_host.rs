@@ -8,7 +8,7 @@ use kleene_plugin_host_driver::HostDriver;
 
 #[test]
 fn host_container_start_and_stop() {
-    assert_eq!(freebsd(&HostDriver, start("host", vec![])), vec![jail_c(&["ip4=inherit", "ip6=inherit"])]);
+    assert_eq!(freebsd(&HostDriver, start("host", vec![])), jail_c_registered(&["ip4=inherit", "ip6=inherit"]));
     assert_eq!(freebsd(&HostDriver, stop("host", vec![])), lines(&["jail -r c0ffee000001"]));
 }
 

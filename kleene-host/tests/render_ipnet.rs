@@ -15,28 +15,39 @@ fn ipnet_pair() -> (Attachment, Attachment) {
 #[test]
 fn ipnet_start_with_two_networks() {
     let (lo, br) = ipnet_pair();
-    let expected = jail_c(&[
+    // The aliases' removal is registered first: jail(8) adds them as it starts the jail.
+    let mut expected = lines(&[
+        "on_failure 'ifconfig kleene0 inet 10.2.0.1 -alias'",
+        "on_failure 'ifconfig kleene0 inet6 fd02::1 -alias'",
+        "on_failure 'ifconfig kleene1 inet 10.0.0.2 -alias'",
+        "on_failure 'ifconfig kleene1 inet6 fd00::2 -alias'",
+    ]);
+    expected.extend(jail_c_registered(&[
         r#"exec.prestart="ifconfig kleene0 inet 10.2.0.1/32 alias""#,
         r#"exec.prestart="ifconfig kleene0 inet6 fd02::1/128 alias""#,
         r#"exec.prestart="ifconfig kleene1 inet 10.0.0.2/32 alias""#,
         r#"exec.prestart="ifconfig kleene1 inet6 fd00::2/128 alias""#,
         "ip4.addr=10.2.0.1,10.0.0.2",
         "ip6.addr=fd02::1,fd00::2",
-    ]);
-    assert_eq!(freebsd(&Ipnet, start("ipnet", vec![lo, br])), vec![expected]);
+    ]));
+    assert_eq!(freebsd(&Ipnet, start("ipnet", vec![lo, br])), expected);
 }
 
 #[test]
 fn ipnet_start_without_ipv6_disables_it() {
     let lo = attach(&loopback(), Some("10.2.0.1"), None);
-    let expected =
-        jail_c(&[r#"exec.prestart="ifconfig kleene0 inet 10.2.0.1/32 alias""#, "ip4.addr=10.2.0.1", "ip6=disable"]);
-    assert_eq!(freebsd(&Ipnet, start("ipnet", vec![lo])), vec![expected]);
+    let mut expected = lines(&["on_failure 'ifconfig kleene0 inet 10.2.0.1 -alias'"]);
+    expected.extend(jail_c_registered(&[
+        r#"exec.prestart="ifconfig kleene0 inet 10.2.0.1/32 alias""#,
+        "ip4.addr=10.2.0.1",
+        "ip6=disable",
+    ]));
+    assert_eq!(freebsd(&Ipnet, start("ipnet", vec![lo])), expected);
 }
 
 #[test]
 fn ipnet_start_without_networks() {
-    assert_eq!(freebsd(&Ipnet, start("ipnet", vec![])), vec![jail_c(&["ip4=disable", "ip6=disable"])]);
+    assert_eq!(freebsd(&Ipnet, start("ipnet", vec![])), jail_c_registered(&["ip4=disable", "ip6=disable"]));
 }
 
 #[test]
@@ -57,7 +68,9 @@ fn ipnet_running_connect_puts_ipv6_into_ip6_addr() {
     let (lo, br) = ipnet_pair();
     let expected = [
         "ifconfig kleene1 inet 10.0.0.2/32 alias",
+        "on_failure 'ifconfig kleene1 inet 10.0.0.2 -alias'",
         "ifconfig kleene1 inet6 fd00::2/128 alias",
+        "on_failure 'ifconfig kleene1 inet6 fd00::2 -alias'",
         "jail -m name=c0ffee000001 ip4.addr=10.2.0.1,10.0.0.2 ip6.addr=fd02::1,fd00::2",
     ];
     assert_eq!(freebsd(&Ipnet, connect("ipnet", br, vec![lo])), lines(&expected));

@@ -11,7 +11,10 @@ fn loopback_network_create_and_remove() {
     let net = loopback();
     assert_eq!(
         freebsd(&Loopback, create(net.clone())),
-        lines(&["ifconfig lo create name kleene0", "ifconfig kleene0 up"])
+        guarded(
+            "kleene0",
+            &["ifconfig lo create name kleene0", "on_failure 'ifconfig kleene0 destroy'", "ifconfig kleene0 up"]
+        )
     );
     assert_eq!(freebsd(&Loopback, remove(net)), lines(&["ifconfig kleene0 destroy"]));
 }

@@ -14,73 +14,151 @@ fn vnet_pair() -> (Attachment, Attachment) {
     (first, second)
 }
 
+/// The host end of the pair for endpoint `e0000000000NN`: the planned name, which the script
+/// gives the pair FreeBSD created.
+const HOST_END_1: &str = "kve00000000002";
+const HOST_END_2: &str = "kve00000000003";
+
 #[test]
 fn vnet_start_with_two_networks() {
     let (first, second) = vnet_pair();
     let jail = jail_c(&[
         "vnet",
-        "vnet.interface=epair0b",
-        r#"exec.prestart="ifconfig kleene1 addm epair0a""#,
-        r#"exec.prestart="ifconfig epair0a up""#,
-        r#"exec.start="ifconfig epair0b inet 10.0.0.2/24""#,
+        r#"vnet.interface="${pair0%a}b""#,
+        r#"exec.prestart="ifconfig kleene1 addm kve00000000002""#,
+        r#"exec.prestart="ifconfig kve00000000002 up""#,
+        r#"exec.start="ifconfig ${pair0%a}b inet 10.0.0.2/24""#,
         r#"exec.start="route add -inet default 10.0.0.1""#,
-        r#"exec.start="ifconfig epair0b inet6 fd00::2/64""#,
-        "vnet.interface=epair1b",
-        r#"exec.prestart="ifconfig kleene2 addm epair1a""#,
-        r#"exec.prestart="ifconfig epair1a up""#,
-        r#"exec.start="ifconfig epair1b inet 10.1.0.2/24""#,
-        r#"exec.start="ifconfig epair1b inet6 fd01::2/64""#,
+        r#"exec.start="ifconfig ${pair0%a}b inet6 fd00::2/64""#,
+        r#"vnet.interface="${pair1%a}b""#,
+        r#"exec.prestart="ifconfig kleene2 addm kve00000000003""#,
+        r#"exec.prestart="ifconfig kve00000000003 up""#,
+        r#"exec.start="ifconfig ${pair1%a}b inet 10.1.0.2/24""#,
+        r#"exec.start="ifconfig ${pair1%a}b inet6 fd01::2/64""#,
         r#"exec.start="route add -inet6 default fd01::fe""#,
     ]);
-    let expected = vec!["ifconfig epair create".to_string(), "ifconfig epair create".to_string(), jail];
+    let mut expected = lines(&[
+        "pair0=$(ifconfig epair create)",
+        r#"ifconfig "$pair0" name kve00000000002 >/dev/null"#,
+        "on_failure 'ifconfig kve00000000002 destroy'",
+        "pair1=$(ifconfig epair create)",
+        r#"ifconfig "$pair1" name kve00000000003 >/dev/null"#,
+        "on_failure 'ifconfig kve00000000003 destroy'",
+    ]);
+    expected.extend([jail, "on_failure 'jail -r c0ffee000001'".into()]);
     assert_eq!(freebsd(&Vnet, start("vnet", vec![first, second])), expected);
 }
 
+/// A second vnet container starts while the first holds a pair (FreeBSD hands the new pair
+/// the lowest free unit, `epair1` here): nothing in its script assumes a unit number, and its
+/// host end gets its own planned name.
 #[test]
-fn vnet_start_reports_the_pair_names_freebsd_chose() {
-    let (first, _) = vnet_pair();
-    let (_, facts) = render_with::<FreeBsdRenderer>(&Vnet, &start("vnet", vec![first]));
-    let name = |planned: &str, actual: &str| Fact::LinkName { planned: planned.into(), actual: actual.into() };
-    assert_eq!(facts, vec![name("kve00000000002", "epair0a"), name("eth0", "epair0b")]);
+fn a_second_vnet_container_names_no_epair_unit() {
+    let net = bridge(Gw::Auto("10.0.0.1"), Gw::None);
+    let mut second = attach(&net, Some("10.0.0.3"), None);
+    second.endpoint.id = "e0000000000f".into();
+    second.endpoint.container_id = "c0ffee000002".into();
+    let container = Container { id: "c0ffee000002".into(), name: "db".into(), driver: "vnet".into(), running: false };
+    let call = Call::ContainerStart { container, attachments: vec![second] };
+    let expected = [
+        "pair0=$(ifconfig epair create)",
+        r#"ifconfig "$pair0" name kve0000000000f >/dev/null"#,
+        "on_failure 'ifconfig kve0000000000f destroy'",
+        r#"jail -c path=/ name=c0ffee000002 persist vnet vnet.interface="${pair0%a}b" exec.prestart="ifconfig kleene1 addm kve0000000000f" exec.prestart="ifconfig kve0000000000f up" exec.start="ifconfig ${pair0%a}b inet 10.0.0.3/24" exec.start="route add -inet default 10.0.0.1""#,
+        "on_failure 'jail -r c0ffee000002'",
+    ];
+    assert_eq!(freebsd(&Vnet, call), lines(&expected));
+}
+
+/// A container whose first random id was all digits (jail(8) would read `123456789012` as a
+/// jail number): the id source is drawn again, and the jail is named by the second draw.
+#[test]
+fn a_container_whose_id_would_have_been_all_digits() {
+    let mut draws = [[0x12, 0x34, 0x56, 0x78, 0x90, 0x12], [0xc0, 0xff, 0xee, 0x00, 0x00, 0x03]].into_iter();
+    let id = kleene::state::new_id_from(&mut |b| *b = draws.next().unwrap());
+    let container = Container { id, name: "web".into(), driver: "vnet".into(), running: false };
+    let script = freebsd(&Vnet, Call::ContainerStart { container, attachments: vec![] });
+    let expected = ["jail -c path=/ name=c0ffee000003 persist vnet", "on_failure 'jail -r c0ffee000003'"];
+    assert_eq!(script, lines(&expected));
 }
 
 #[test]
 fn vnet_stop() {
     let (first, second) = vnet_pair();
-    let attachments = vec![running(first, "epair0a", "epair0b"), running(second, "epair1a", "epair1b")];
+    let attachments = vec![running(first, HOST_END_1, "eth0"), running(second, HOST_END_2, "eth1")];
     let expected = [
-        "ifconfig kleene1 deletem epair0a",
-        "ifconfig epair0a destroy",
-        "ifconfig kleene2 deletem epair1a",
-        "ifconfig epair1a destroy",
+        "ifconfig kleene1 deletem kve00000000002",
+        "ifconfig kve00000000002 destroy",
+        "ifconfig kleene2 deletem kve00000000003",
+        "ifconfig kve00000000003 destroy",
         "jail -r c0ffee000001",
     ];
     assert_eq!(freebsd(&Vnet, stop("vnet", attachments)), lines(&expected));
 }
 
+/// Connecting a running vnet container, whose first pair is already there: the new pair is
+/// whatever unit FreeBSD hands out, renamed, and its jail end moved into the running jail.
 #[test]
 fn vnet_running_connect_moves_the_pair_into_the_jail() {
     let (first, second) = vnet_pair();
     let expected = [
-        "ifconfig epair create",
-        "ifconfig epair0b vnet c0ffee000001",
-        "ifconfig kleene2 addm epair0a",
-        "ifconfig epair0a up",
-        "jexec c0ffee000001 ifconfig epair0b inet 10.1.0.2/24",
-        "jexec c0ffee000001 ifconfig epair0b up",
-        "jexec c0ffee000001 ifconfig epair0b inet6 fd01::2/64",
+        "pair0=$(ifconfig epair create)",
+        r#"ifconfig "$pair0" name kve00000000003 >/dev/null"#,
+        "on_failure 'ifconfig kve00000000003 destroy'",
+        r#"ifconfig "${pair0%a}b" vnet c0ffee000001"#,
+        "ifconfig kleene2 addm kve00000000003",
+        "ifconfig kve00000000003 up",
+        r#"jexec c0ffee000001 ifconfig "${pair0%a}b" inet 10.1.0.2/24"#,
+        r#"jexec c0ffee000001 ifconfig "${pair0%a}b" up"#,
+        r#"jexec c0ffee000001 ifconfig "${pair0%a}b" inet6 fd01::2/64"#,
         "jexec c0ffee000001 route add -inet6 default fd01::fe",
     ];
-    let others = vec![running(first, "epair3a", "eth0")];
+    let others = vec![running(first, HOST_END_1, "eth0")];
     assert_eq!(freebsd(&Vnet, connect("vnet", second, others)), lines(&expected));
 }
 
 #[test]
 fn vnet_running_disconnect() {
     let (first, second) = vnet_pair();
-    let expected = ["ifconfig kleene2 deletem epair4a", "ifconfig epair4a destroy"];
-    let (first, second) = (running(first, "epair3a", "eth0"), running(second, "epair4a", "eth1"));
+    let expected = ["ifconfig kleene2 deletem kve00000000003", "ifconfig kve00000000003 destroy"];
+    let (first, second) = (running(first, HOST_END_1, "eth0"), running(second, HOST_END_2, "eth1"));
     assert_eq!(freebsd(&Vnet, disconnect("vnet", second, vec![first])), lines(&expected));
+}
+
+/// Runs a rendered script with `sh`, ifconfig/jail/jexec/route replaced by functions that log
+/// their arguments (and `ifconfig epair create` answering `epair5a`, a unit the renderer
+/// cannot have guessed); `failing` names the command that fails. Returns the log.
+fn run_with_stubs(call: Call, failing: &str) -> (Option<i32>, String) {
+    let renderer = render_with::<FreeBsdRenderer>(&Vnet, &call);
+    let stubs = format!(
+        r#"stub() {{ echo "$*" >&2; [ "$1" != "{failing}" ]; }}
+ifconfig() {{ stub ifconfig "$@" && if [ "$*" = "epair create" ]; then echo epair5a; fi; }}
+jail() {{ stub jail "$@"; }}
+jexec() {{ stub jexec "$@"; }}"#
+    );
+    let script = renderer.script();
+    let (prologue, body) = script.split_at(kleene::executor::freebsd::PROLOGUE.len());
+    let text = [prologue.join("\n"), stubs, body.join("\n")].join("\n");
+    let out = std::process::Command::new("sh").arg("-c").arg(&text).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn the_script_uses_the_pair_freebsd_created_and_undoes_it_on_failure() {
+    let (first, second) = vnet_pair();
+    let call = || connect("vnet", second.clone(), vec![running(first.clone(), HOST_END_1, "eth0")]);
+    let (code, log) = run_with_stubs(call(), "none");
+    assert_eq!(code, Some(0), "{log}");
+    let expected = "ifconfig epair create\nifconfig epair5a name kve00000000003\nifconfig epair5b vnet c0ffee000001\n\
+                    ifconfig kleene2 addm kve00000000003\nifconfig kve00000000003 up\n\
+                    jexec c0ffee000001 ifconfig epair5b inet 10.1.0.2/24\n";
+    assert!(log.starts_with(expected), "{log}");
+    // jexec fails: the script stops there and destroys the pair it created.
+    let (code, log) = run_with_stubs(call(), "jexec");
+    assert_eq!(code, Some(1), "{log}");
+    let tail =
+        "jexec c0ffee000001 ifconfig epair5b inet 10.1.0.2/24\nkleene: undoing\nifconfig kve00000000003 destroy\n";
+    assert!(log.ends_with(tail), "{log}");
 }
 
 #[test]

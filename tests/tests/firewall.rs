@@ -508,6 +508,8 @@ fn a_failed_firewall_update_rolls_the_change_back() {
 #[test]
 fn dry_run_prints_the_ruleset_for_both_platforms() {
     let sb = Sandbox::new("fw-dry");
+    // A default route: pf redirects published ports arriving at its interface.
+    sb.sh("ip link add up0 type veth peer name up1 && ip link set up1 up && ip link set up0 up && ip addr add 192.0.2.2/24 dev up0 && ip route add default via 192.0.2.1").ok();
     network(&sb, &["-t", "bridge", "--subnet", "10.91.0.0/24", "br"]);
     sb.kleene(&["container", "create", "-l", "vnet", "-n", "br", "-p", "8080:80", "web"]).ok();
     let before = nft_list(&sb, "table inet kleene");
@@ -516,11 +518,20 @@ fn dry_run_prints_the_ruleset_for_both_platforms() {
     assert!(linux.contains("tcp . 8080 comment \"container web network br\" : 10.91.0.2 . 80"), "{linux}");
     let bsd = sb.kleene(&["--dry-run", "--os", "freebsd", "container", "start", "web"]).ok();
     assert!(bsd.contains("pfctl -a kleene -f - <<'EOF'\n# kleene anchor"), "{bsd}");
-    assert!(bsd.contains("port 8080 -> 10.91.0.2 port 80"), "{bsd}");
+    assert!(bsd.contains("rdr on $kleenet_rdr_interfaces inet proto tcp from any to ($kleenet_host_gw_if) port 8080 -> 10.91.0.2 port 80"), "{bsd}");
+    assert!(bsd.contains("kleenet_host_gw_if=\"up0\""), "{bsd}");
     assert!(bsd.ends_with("EOF"), "{bsd}");
+    // The pf macros and the jail's bridge port name the same host end (the recorded one).
+    let ep = &sb.kleene(&["container", "inspect", "web"]).json()["container_endpoints"][0];
+    let host_end = format!("kv{}", &ep["id"].as_str().unwrap()[..12]);
+    assert!(bsd.contains(&format!("exec.prestart=\"ifconfig kleene0 addm {host_end}\"")), "{bsd}");
+    assert!(bsd.contains(&format!("_all_interfaces=\"{{ kleene0, lo0, {host_end} }}\"")), "{bsd}");
+    // The whole output is one script sh accepts, anchor and all.
+    let syntax = std::process::Command::new("sh").args(["-n", "-c", &bsd]).output().unwrap();
+    assert!(syntax.status.success(), "sh -n: {}", String::from_utf8_lossy(&syntax.stderr));
     // Nothing changed.
     assert_eq!(nft_list(&sb, "table inet kleene"), before);
     assert!(!before.contains("8080"));
     let reconcile = sb.kleene(&["--dry-run", "--os", "freebsd", "system", "reconcile"]).ok();
-    assert!(reconcile.starts_with("pfctl -a kleene -f - <<'EOF'"), "{reconcile}");
+    assert!(reconcile.contains("\npfctl -a kleene -f - <<'EOF'\n"), "{reconcile}");
 }

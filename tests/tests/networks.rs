@@ -123,6 +123,10 @@ fn an_existing_interface_is_never_taken_over() {
     // Named with -i (without -i, the default name skips it: see hardening.rs).
     let run = sb.kleene(&["network", "create", "-t", "bridge", "-i", "kleene0", "--subnet", "10.50.0.0/24", "n"]);
     assert!(run.err().contains("interface kleene0 already exists"), "{}", run.stderr);
+    // A dry run refuses it too: it evaluates the checks the real run makes.
+    let dry = sb.kleene(&["--dry-run", "network", "create", "-t", "bridge", "--subnet", "10.50.0.0/24", "n"]);
+    assert!(dry.err().contains("interface kleene0 already exists"), "{}", dry.stderr);
+    assert!(dry.stdout.is_empty(), "{}", dry.stdout);
     assert_eq!(addrs(&sb, "kleene0"), vec!["192.0.2.1/24"], "foreign interface untouched");
     assert_eq!(sb.state_snapshot(), before);
 }
@@ -237,10 +241,18 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     assert!(out[plan.len()..].contains("nft -f - <<'EOF'\ntable inet kleene {}\n"), "{out}");
     let mut bsd = vec!["--os", "freebsd"];
     bsd.extend(args);
+    // A script: stops at the first failure, refuses a kleene0 already on the target host,
+    // removes the bridge again should a later command fail, turns forwarding on, loads the
+    // anchor.
     let out = sb.kleene(&bsd).ok();
-    let plan = "ifconfig bridge create name kleene0\nifconfig kleene0 inet 10.80.0.1/24 alias\nifconfig kleene0 inet6 fd00:80::1/64 alias\nifconfig kleene0 up\n";
-    assert!(out.starts_with(plan), "{out}");
-    assert!(out[plan.len()..].starts_with("pfctl -a kleene -f - <<'EOF'\n"), "{out}");
+    assert!(out.starts_with("#!/bin/sh\n") && out.contains("\nset -eu\n"), "{out}");
+    let plan = "\nif ifconfig kleene0 >/dev/null 2>&1; then echo 'kleene: interface kleene0 already exists; kleene will not take it over: pick another name with -i, or use a custom network' >&2; exit 1; fi\n\
+                ifconfig bridge create name kleene0\non_failure 'ifconfig kleene0 destroy'\n\
+                ifconfig kleene0 inet 10.80.0.1/24 alias\nifconfig kleene0 inet6 fd00:80::1/64 alias\nifconfig kleene0 up\n\
+                sysctl net.inet.ip.forwarding=1\nsysctl net.inet6.ip6.forwarding=1\npfctl -a kleene -f - <<'EOF'\n";
+    assert!(out.contains(plan), "{out}");
+    let syntax = std::process::Command::new("sh").args(["-n", "-c", &out]).output().unwrap();
+    assert!(syntax.status.success(), "sh -n: {}", String::from_utf8_lossy(&syntax.stderr));
     assert!(link(&sb.ip_json("link show"), "kleene0").is_none());
     assert_eq!(sb.kleene(&["network", "ls", "--json"]).json(), Value::Array(vec![]));
 }

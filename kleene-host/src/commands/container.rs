@@ -3,7 +3,6 @@
 use super::attach::{self, attachments, check_matrix, new_endpoint, planned_links, record_endpoint};
 use super::output::{endpoint_json, print_table};
 use super::{apply, validate_name, Ctx};
-use crate::executor::Fact;
 use crate::firewall;
 use crate::state::{self, State};
 use anyhow::{bail, Result};
@@ -112,9 +111,9 @@ pub fn start(ctx: &mut Ctx, ident: &str) -> Result<()> {
     if container.running {
         bail!("container {} is already running", container.name);
     }
-    let (plan, mut attachments) = start_plan(ctx, &state, &container)?;
-    apply(ctx, &mut state, session, &format!("container start {}", container.name), &plan, |tx, facts| {
-        record_start(tx, &container, &mut attachments, facts)
+    let (plan, attachments) = start_plan(ctx, &state, &container)?;
+    apply(ctx, &mut state, session, &format!("container start {}", container.name), &plan, |tx, _| {
+        record_start(tx, &container, &attachments)
     })
 }
 
@@ -133,27 +132,14 @@ pub fn start_plan(ctx: &mut Ctx, state: &State, container: &Container) -> Result
     Ok((plan, attachments))
 }
 
-/// Record a started container: running, and its endpoints' link names.
-pub fn record_start(tx: &Connection, c: &Container, attachments: &mut [Attachment], facts: &[Fact]) -> Result<()> {
+/// Record a started container: running, and its endpoints' link names (the planned ones: the
+/// FreeBSD script renames the host end of each pair it creates to the planned name).
+pub fn record_start(tx: &Connection, c: &Container, attachments: &[Attachment]) -> Result<()> {
     state::set_running(tx, &c.id, true)?;
     for a in attachments {
-        rename_links(&mut a.endpoint, facts);
         state::update_endpoint_links(tx, &a.endpoint)?;
     }
     Ok(())
-}
-
-/// Record names the platform chose itself (FreeBSD's `epairNa`).
-fn rename_links(ep: &mut kleene_plugin_api::Endpoint, facts: &[Fact]) {
-    for f in facts {
-        if let Fact::LinkName { planned, actual } = f {
-            for name in [&mut ep.epair, &mut ep.interface].into_iter().flatten() {
-                if name == planned {
-                    *name = actual.clone();
-                }
-            }
-        }
-    }
 }
 
 pub fn stop(ctx: &mut Ctx, ident: &str) -> Result<()> {

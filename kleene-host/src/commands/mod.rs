@@ -129,19 +129,7 @@ impl Ctx {
     /// The host's default-route interface ("" when there is none or it cannot be known here):
     /// the default NAT interface of new networks, and pf's `kleenet_host_gw_if`.
     pub fn host_gw_if(&self) -> String {
-        self.gw_if
-            .get_or_init(|| {
-                #[cfg(target_os = "linux")]
-                {
-                    let mut exec = crate::executor::linux::LinuxExecutor::new(&self.run_dir);
-                    exec.default_route_interface().ok().flatten().unwrap_or_default()
-                }
-                #[cfg(not(target_os = "linux"))]
-                {
-                    String::new()
-                }
-            })
-            .clone()
+        self.gw_if.get_or_init(|| crate::executor::host_default_route_interface(&self.run_dir)).clone()
     }
 }
 
@@ -164,7 +152,7 @@ pub fn apply(
                 commit(&tx, &[])?;
                 firewall::load(&tx, &gw)?
             };
-            let mut renderer = ctx.global.os.unwrap_or_else(Os::current).renderer();
+            let mut renderer = ctx.global.os.unwrap_or_else(Os::current).renderer(&ctx.run_dir);
             engine::render(renderer.as_mut(), plan, &rules)
         }
         Some((_lock, mut exec)) => engine::run(state, exec.as_mut(), what, plan, &gw, commit),

@@ -19,7 +19,7 @@ pub fn reconcile(ctx: &mut Ctx) -> Result<()> {
     match ctx.begin(&state)? {
         None => {
             let rules = firewall::load(&state.db, &gw)?;
-            let mut renderer = ctx.global.os.unwrap_or_else(Os::current).renderer();
+            let mut renderer = ctx.global.os.unwrap_or_else(Os::current).renderer(&ctx.run_dir);
             engine::render(renderer.as_mut(), &kleene_plugin_api::Plan::new(), &rules)
         }
         Some((_lock, mut exec)) => {
@@ -52,7 +52,7 @@ fn restore_networks(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor, g
 /// a partial one is torn down first (teardown of what is missing counts as done).
 fn restore_containers(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor, gw: &str) -> Result<()> {
     for c in state::containers(&state.db)?.into_iter().filter(|c| c.running) {
-        let (plan, mut attachments) = start_plan(ctx, state, &c)?;
+        let (plan, attachments) = start_plan(ctx, state, &c)?;
         let stack = ctx.plugin(&c.driver, PluginKind::Driver)?.stack();
         if exec.sandbox_intact(&c.id, stack)? {
             continue;
@@ -62,7 +62,7 @@ fn restore_containers(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor,
         engine::run(state, exec, &format!("reconcile: clear container {}", c.name), &leftovers, gw, |_, _| Ok(()))
             .with_context(|| format!("cannot clear what is left of container {}", c.name))?;
         let what = format!("reconcile container {}", c.name);
-        engine::run(state, exec, &what, &plan, gw, |tx, facts| record_start(tx, &c, &mut attachments, facts))
+        engine::run(state, exec, &what, &plan, gw, |tx, _| record_start(tx, &c, &attachments))
             .with_context(|| format!("cannot restore container {}", c.name))?;
     }
     Ok(())

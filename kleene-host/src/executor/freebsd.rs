@@ -1,5 +1,6 @@
-//! The FreeBSD renderer: the `ifconfig`, `route` and `jail` command lines a plan means, as
-//! Kleene runs them (reference, section 5). Nothing is executed.
+//! The FreeBSD renderer: the `ifconfig`, `route`, `jail` and `pfctl` command lines a plan
+//! means, as Kleene runs them (reference, section 5), as a `sh` script an operator can run.
+//! Nothing is executed.
 //!
 //! A jail is started by one `jail -c` whose parameters do the jail's network setup, so
 //! `CreateSandbox` opens a *pending jail*: the operations that belong to its start become
@@ -7,11 +8,24 @@
 //! `jail -c` line is written when the plan ends or an operation needs the jail to exist.
 //! Other commands are written at once, so they come before the `jail -c` line, as in Kleene
 //! (`ifconfig epair create` must run before the jail can take the `b` end).
+//!
+//! FreeBSD names a new pair itself (the lowest free `epairN`), so the script keeps the name
+//! `ifconfig epair create` prints in a shell variable (`pair0`), renames the host end to the
+//! planned, stable name (`kv<endpoint>`: what state records, the pf macros list and later
+//! stop commands use) and refers to the jail end as `${pair0%a}b`.
+//!
+//! The script stops at the first failing command (`set -e`) and then removes what it
+//! created, newest first, with the undo operations the plan carries: each step that creates
+//! something (an interface, a pair, a jail, an alias on an interface the script did not
+//! create) registers its undo with `on_failure`. What a step does inside a jail, or to an
+//! interface the script created, goes with the jail or the interface. Steps that remove things
+//! register nothing: like Kleene, a failed stop or removal is not put back. The plan's checks
+//! become guards at the top of the script, since they depend on the target host.
 
-use super::{Executor, Fact, Renderer};
+use super::{check_failure, Executor, Fact, Renderer};
 use anyhow::Result;
 use kleene_plugin_api::{Check, Cidr, LinkKind, Op, Stack};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 /// A jail whose `jail -c` line is still being assembled.
@@ -19,20 +33,64 @@ struct PendingJail {
     name: String,
     stack: Stack,
     params: Vec<String>,
+    /// `jail -r`, registered once `jail -c` has run.
+    undo: Option<String>,
 }
 
 #[derive(Default)]
 pub struct FreeBsdRenderer {
     lines: Vec<String>,
     pending: Option<PendingJail>,
-    /// Simulated `ifconfig epair create` results: FreeBSD numbers pairs itself.
-    epairs: u32,
-    /// Planned host-end name -> `epairNa`.
-    hosts: HashMap<String, String>,
-    /// (jail, planned peer name) -> `epairNb`.
+    /// Pairs created so far in this script: pair N's name is in shell variable `pairN`.
+    pairs: usize,
+    /// (jail, planned peer name) -> the shell variable naming that pair.
     peers: HashMap<(String, String), String>,
-    /// `epairNa` -> the jail its `b` end went to.
+    /// Host end -> the jail its `b` end went to.
     host_jail: HashMap<String, String>,
+    /// Interfaces this script creates.
+    created_links: HashSet<String>,
+}
+
+/// A command line that may name the jail end of a pair created earlier in the script, whose
+/// name only the shell knows (`${pair0%a}b`).
+struct Cmd(Vec<Seg>);
+
+enum Seg {
+    /// Shell text, already quoted where needed.
+    Text(String),
+    /// The `b` end of the pair whose `a` end's name is in this shell variable.
+    JailEnd(String),
+}
+
+impl Cmd {
+    fn text(s: String) -> Cmd {
+        Cmd(vec![Seg::Text(s)])
+    }
+
+    /// As a command line of its own.
+    fn line(&self) -> String {
+        self.0
+            .iter()
+            .map(|seg| match seg {
+                Seg::Text(t) => t.clone(),
+                Seg::JailEnd(var) => format!("\"${{{var}%a}}b\""),
+            })
+            .collect()
+    }
+
+    /// As a jail parameter holding the command: `key="command"`, expanded by the shell that
+    /// runs `jail -c`.
+    fn param(&self, key: &str) -> String {
+        let inner: String = self
+            .0
+            .iter()
+            .map(|seg| match seg {
+                Seg::Text(t) => escape_in_double_quotes(t),
+                Seg::JailEnd(var) => format!("${{{var}%a}}b"),
+            })
+            .collect();
+        format!("{key}=\"{inner}\"")
+    }
 }
 
 impl FreeBsdRenderer {
@@ -40,41 +98,62 @@ impl FreeBsdRenderer {
         self.lines.push(line);
     }
 
-    fn render(&mut self, op: &Op) -> Vec<Fact> {
+    fn render(&mut self, op: &Op) {
         match op {
             Op::CreateLink { name, kind } => {
+                self.created_links.insert(name.clone());
                 self.run(format!("ifconfig {} create name {}", clone_kind(*kind), word(name)))
             }
-            Op::DeleteLink { name, .. } => self.run(format!("ifconfig {} destroy", word(name))),
+            Op::DeleteLink { name, .. } => self.run(destroy(name)),
             Op::SetLinkUp { name, sandbox } => self.link_up(name, sandbox.as_deref()),
             Op::SetLinkDown { name, sandbox } => self.link_down(name, sandbox.as_deref()),
             Op::AddAddress { link, address, prefix, sandbox } => {
                 self.add_address(link, *address, *prefix, sandbox.as_deref())
             }
             Op::RemoveAddress { link, address, sandbox, .. } => self.remove_address(link, *address, sandbox.as_deref()),
-            Op::CreatePair { host, peer, sandbox } => return self.create_pair(host, peer, sandbox),
-            Op::DeletePair { host, .. } => self.run(format!("ifconfig {} destroy", word(&self.host_name(host)))),
+            Op::CreatePair { host, peer, sandbox } => self.create_pair(host, peer, sandbox, None),
+            // Destroying one end of an epair destroys both.
+            Op::DeletePair { host, .. } => self.run(destroy(host)),
             Op::AttachToBridge { bridge, member } => {
-                let member = self.host_name(member);
-                self.prestart_or_run(&member, format!("ifconfig {} addm {}", word(bridge), word(&member)));
+                self.prestart_or_run(member, format!("ifconfig {} addm {}", word(bridge), word(member)));
             }
             Op::DetachFromBridge { bridge, member } => {
-                self.run(format!("ifconfig {} deletem {}", word(bridge), word(&self.host_name(member))));
+                self.run(format!("ifconfig {} deletem {}", word(bridge), word(member)));
             }
             Op::AddDefaultRoute { gateway, sandbox } => {
-                self.start_or_jexec(sandbox, format!("route add {} default {gateway}", route_family(*gateway)));
+                let route = format!("route add {} default {gateway}", route_family(*gateway));
+                self.start_or_jexec(sandbox, Cmd::text(route));
             }
             Op::RemoveDefaultRoute { gateway, sandbox } => {
-                self.jexec(sandbox, format!("route delete {} default {gateway}", route_family(*gateway)));
+                self.jexec(sandbox, Cmd::text(format!("route delete {} default {gateway}", route_family(*gateway))));
             }
             Op::CreateSandbox { sandbox, stack } => self.open_jail(sandbox, *stack),
             Op::DestroySandbox { sandbox, .. } => {
                 self.flush();
-                self.run(format!("jail -r {}", word(sandbox)));
+                self.run(jail_remove(sandbox));
             }
             Op::RestrictAddresses { sandbox, addresses } => self.restrict(sandbox, addresses),
         }
-        vec![]
+    }
+
+    /// The `on_failure` line of a step that created something (see the module comment).
+    /// An address on an interface this script created goes with the interface.
+    fn registration(&self, op: &Op, undo: &[Op]) -> Option<String> {
+        let creates = match op {
+            Op::CreateLink { .. } | Op::CreatePair { .. } | Op::CreateSandbox { .. } => true,
+            Op::AddAddress { link, sandbox: None, .. } => !self.created_links.contains(link),
+            _ => false,
+        };
+        let commands: Vec<String> = undo.iter().filter_map(undo_line).collect();
+        (creates && !commands.is_empty()).then(|| format!("on_failure {}", single_quoted(&commands.join("; "))))
+    }
+
+    fn register(&mut self, op: &Op, registration: String) {
+        match (op, self.pending.as_mut()) {
+            // The jail exists once its `jail -c` line has run.
+            (Op::CreateSandbox { sandbox, .. }, Some(jail)) if jail.name == *sandbox => jail.undo = Some(registration),
+            _ => self.run(registration),
+        }
     }
 
     fn is_pending(&self, jail: &str) -> bool {
@@ -94,10 +173,10 @@ impl FreeBsdRenderer {
             // Filled in by the aliases and `RestrictAddresses` that follow.
             Stack::Restricted => vec![],
         };
-        self.pending = Some(PendingJail { name: name.into(), stack, params });
+        self.pending = Some(PendingJail { name: name.into(), stack, params, undo: None });
     }
 
-    /// Write the pending jail's `jail -c` line.
+    /// Write the pending jail's `jail -c` line (and then register its removal).
     fn flush(&mut self) {
         if let Some(jail) = self.pending.take() {
             let mut line = format!("jail -c path=/ name={} persist", word(&jail.name));
@@ -106,20 +185,21 @@ impl FreeBsdRenderer {
                 line.push_str(param);
             }
             self.run(line);
+            self.lines.extend(jail.undo);
         }
     }
 
     /// A command inside a jail that cannot be a parameter: the jail must exist first.
-    fn jexec(&mut self, jail: &str, command: String) {
+    fn jexec(&mut self, jail: &str, command: Cmd) {
         if self.is_pending(jail) {
             self.flush();
         }
-        self.run(format!("jexec {} {command}", word(jail)));
+        self.run(format!("jexec {} {}", word(jail), command.line()));
     }
 
-    fn start_or_jexec(&mut self, jail: &str, command: String) {
+    fn start_or_jexec(&mut self, jail: &str, command: Cmd) {
         if self.is_pending(jail) {
-            self.param(exec_param("exec.start", &command));
+            self.param(command.param("exec.start"));
         } else {
             self.jexec(jail, command);
         }
@@ -128,18 +208,23 @@ impl FreeBsdRenderer {
     /// A host command about a pending jail's pair end runs before that jail starts.
     fn prestart_or_run(&mut self, host_end: &str, command: String) {
         match self.host_jail.get(host_end) {
-            Some(jail) if self.is_pending(jail) => self.param(exec_param("exec.prestart", &command)),
+            Some(jail) if self.is_pending(jail) => self.param(Cmd::text(command).param("exec.prestart")),
             _ => self.run(command),
         }
     }
 
-    fn host_name(&self, planned: &str) -> String {
-        self.hosts.get(planned).cloned().unwrap_or_else(|| planned.to_string())
+    /// How the script names `planned` inside `jail`: the jail end of a pair this script
+    /// created, or the name as it is (a pair created by an earlier command).
+    fn jail_if(&self, jail: &str, planned: &str) -> Seg {
+        match self.peers.get(&(jail.to_string(), planned.to_string())) {
+            Some(var) => Seg::JailEnd(var.clone()),
+            None => Seg::Text(word(planned)),
+        }
     }
 
-    fn peer_name(&self, jail: &str, planned: &str) -> String {
-        let key = (jail.to_string(), planned.to_string());
-        self.peers.get(&key).cloned().unwrap_or_else(|| planned.to_string())
+    /// `ifconfig <the jail's interface> <rest>`.
+    fn jail_ifconfig(&self, jail: &str, planned: &str, rest: String) -> Cmd {
+        Cmd(vec![Seg::Text("ifconfig ".into()), self.jail_if(jail, planned), Seg::Text(format!(" {rest}"))])
     }
 
     fn link_up(&mut self, name: &str, sandbox: Option<&str>) {
@@ -147,18 +232,15 @@ impl FreeBsdRenderer {
             // FreeBSD brings an interface up when it gets an address, so a jail being
             // started needs no parameter for this.
             Some(jail) if self.is_pending(jail) => {}
-            Some(jail) => self.jexec(jail, format!("ifconfig {} up", word(&self.peer_name(jail, name)))),
-            None => {
-                let name = self.host_name(name);
-                self.prestart_or_run(&name, format!("ifconfig {} up", word(&name)));
-            }
+            Some(jail) => self.jexec(jail, self.jail_ifconfig(jail, name, "up".into())),
+            None => self.prestart_or_run(name, format!("ifconfig {} up", word(name))),
         }
     }
 
     fn link_down(&mut self, name: &str, sandbox: Option<&str>) {
         match sandbox {
-            Some(jail) => self.jexec(jail, format!("ifconfig {} down", word(&self.peer_name(jail, name)))),
-            None => self.run(format!("ifconfig {} down", word(&self.host_name(name)))),
+            Some(jail) => self.jexec(jail, self.jail_ifconfig(jail, name, "down".into())),
+            None => self.run(format!("ifconfig {} down", word(name))),
         }
     }
 
@@ -166,14 +248,14 @@ impl FreeBsdRenderer {
         let family = if_family(address);
         match sandbox {
             Some(jail) => {
-                let link = self.peer_name(jail, link);
-                self.start_or_jexec(jail, format!("ifconfig {} {family} {address}/{prefix}", word(&link)));
+                let command = self.jail_ifconfig(jail, link, format!("{family} {address}/{prefix}"));
+                self.start_or_jexec(jail, command);
             }
             None => {
-                let command = format!("ifconfig {} {family} {address}/{prefix} alias", word(&self.host_name(link)));
+                let command = format!("ifconfig {} {family} {address}/{prefix} alias", word(link));
                 // An ipnet jail's aliases are added as it starts, as Kleene does.
                 if self.pending.as_ref().is_some_and(|p| p.stack == Stack::Restricted) {
-                    self.param(exec_param("exec.prestart", &command));
+                    self.param(Cmd::text(command).param("exec.prestart"));
                 } else {
                     self.run(command);
                 }
@@ -182,31 +264,32 @@ impl FreeBsdRenderer {
     }
 
     fn remove_address(&mut self, link: &str, address: IpAddr, sandbox: Option<&str>) {
-        let family = if_family(address);
         match sandbox {
             Some(jail) => {
-                let link = self.peer_name(jail, link);
-                self.jexec(jail, format!("ifconfig {} {family} {address} -alias", word(&link)));
+                let command = self.jail_ifconfig(jail, link, format!("{} {address} -alias", if_family(address)));
+                self.jexec(jail, command);
             }
-            None => self.run(format!("ifconfig {} {family} {address} -alias", word(&self.host_name(link)))),
+            None => self.run(remove_alias(link, address)),
         }
     }
 
-    fn create_pair(&mut self, host: &str, peer: &str, jail: &str) -> Vec<Fact> {
-        let n = self.epairs;
-        self.epairs += 1;
-        let (a, b) = (format!("epair{n}a"), format!("epair{n}b"));
-        self.run("ifconfig epair create".into());
-        self.hosts.insert(host.into(), a.clone());
-        self.peers.insert((jail.into(), peer.into()), b.clone());
-        self.host_jail.insert(a.clone(), jail.into());
+    /// `ifconfig epair create`, keeping the name FreeBSD chose; the host end takes the
+    /// planned name (then the pair's removal is registered), the jail end goes into the jail
+    /// (as a parameter of a jail being started, or moved into a running vnet jail, which
+    /// Kleene refuses to do).
+    fn create_pair(&mut self, host: &str, peer: &str, jail: &str, registration: Option<String>) {
+        let var = format!("pair{}", self.pairs);
+        self.pairs += 1;
+        self.run(format!("{var}=$(ifconfig epair create)"));
+        self.run(format!("ifconfig \"${var}\" name {} >/dev/null", word(host)));
+        self.lines.extend(registration);
+        self.peers.insert((jail.into(), peer.into()), var.clone());
+        self.host_jail.insert(host.into(), jail.into());
         if self.is_pending(jail) {
-            self.param(format!("vnet.interface={b}"));
+            self.param(format!("vnet.interface=\"${{{var}%a}}b\""));
         } else {
-            // Moving the `b` end into a running vnet jail, which Kleene refuses to do.
-            self.run(format!("ifconfig {b} vnet {}", word(jail)));
+            self.run(format!("ifconfig \"${{{var}%a}}b\" vnet {}", word(jail)));
         }
-        vec![Fact::LinkName { planned: host.into(), actual: a }, Fact::LinkName { planned: peer.into(), actual: b }]
     }
 
     fn restrict(&mut self, jail: &str, addresses: &[Cidr]) {
@@ -225,13 +308,22 @@ impl FreeBsdRenderer {
 }
 
 impl Executor for FreeBsdRenderer {
-    fn check(&mut self, _check: &Check) -> Result<()> {
-        // Checks ask the live system; there is no command line that means them.
+    /// A guard at the top of the script: the target host's interfaces decide.
+    fn check(&mut self, check: &Check) -> Result<()> {
+        let (name, fails_if_present) = match check {
+            Check::LinkExists { name } => (name, false),
+            Check::LinkAbsent { name } => (name, true),
+        };
+        let probe = format!("ifconfig {} >/dev/null 2>&1", word(name));
+        let condition = if fails_if_present { probe } else { format!("! {probe}") };
+        let message = word(&format!("kleene: {}", check_failure(check)));
+        self.run(format!("if {condition}; then echo {message} >&2; exit 1; fi"));
         Ok(())
     }
 
     fn apply(&mut self, op: &Op) -> Result<Vec<Fact>> {
-        Ok(self.render(op))
+        self.render(op);
+        Ok(vec![])
     }
 
     fn undo(&mut self, op: &Op) -> Result<()> {
@@ -244,10 +336,18 @@ impl Executor for FreeBsdRenderer {
         Ok(())
     }
 
-    /// `pfctl -a kleene -f -` fed the anchor as a here-document. Forwarding
-    /// (`gateway_enable`, `ipv6_gateway_enable`) is the operator's rc.conf, as in Kleene.
+    /// The forwarding sysctls the networks need (kleened turns IPv4 forwarding on itself;
+    /// kleene does so per family, as on Linux), then `pfctl -a kleene -f -` fed the anchor as
+    /// a here-document.
     fn apply_firewall(&mut self, rules: &crate::firewall::Ruleset) -> Result<()> {
         self.flush();
+        let (v4, v6) = crate::firewall::forwarding_needed(rules);
+        if v4 {
+            self.run("sysctl net.inet.ip.forwarding=1".into());
+        }
+        if v6 {
+            self.run("sysctl net.inet6.ip6.forwarding=1".into());
+        }
         self.lines.extend(super::here_document("pfctl -a kleene -f -", &crate::firewall::pf::render(rules)));
         Ok(())
     }
@@ -257,6 +357,68 @@ impl Renderer for FreeBsdRenderer {
     fn lines(&self) -> &[String] {
         &self.lines
     }
+
+    fn apply_step(&mut self, op: &Op, undo: &[Op]) -> Result<Vec<Fact>> {
+        let registration = self.registration(op, undo);
+        match (op, registration) {
+            (Op::CreatePair { host, peer, sandbox }, registration) => {
+                self.create_pair(host, peer, sandbox, registration)
+            }
+            (op, registration) => {
+                self.render(op);
+                if let Some(registration) = registration {
+                    self.register(op, registration);
+                }
+            }
+        }
+        Ok(vec![])
+    }
+
+    fn script(&self) -> Vec<String> {
+        PROLOGUE.iter().map(|l| l.to_string()).chain(self.lines.iter().cloned()).collect()
+    }
+}
+
+/// What every script starts with: stop at the first failure, then run what `on_failure`
+/// registered (newest first), and still exit with the failure's status.
+pub const PROLOGUE: [&str; 6] = [
+    "#!/bin/sh",
+    "# kleene's commands for FreeBSD (run as root): stops at the first failure and undoes what it created.",
+    "set -eu",
+    "undo=''",
+    "on_failure() { undo=\"$1; $undo\"; }",
+    "trap 'status=$?; if [ \"$status\" -ne 0 ] && [ -n \"$undo\" ]; then echo \"kleene: undoing\" >&2; set +e; eval \"$undo\"; fi; exit \"$status\"' EXIT",
+];
+
+/// The command line of an undo operation, for the removals `creates` registers.
+fn undo_line(op: &Op) -> Option<String> {
+    match op {
+        Op::DeleteLink { name, .. } | Op::DeletePair { host: name, .. } => Some(destroy(name)),
+        Op::DestroySandbox { sandbox, .. } => Some(jail_remove(sandbox)),
+        Op::RemoveAddress { link, address, sandbox: None, .. } => Some(remove_alias(link, *address)),
+        _ => None,
+    }
+}
+
+fn destroy(name: &str) -> String {
+    format!("ifconfig {} destroy", word(name))
+}
+
+fn jail_remove(jail: &str) -> String {
+    format!("jail -r {}", word(jail))
+}
+
+fn remove_alias(link: &str, address: IpAddr) -> String {
+    format!("ifconfig {} {} {address} -alias", word(link), if_family(address))
+}
+
+/// The interface of `route -n get default` output (`  interface: em0`).
+pub fn route_get_interface(output: &str) -> Option<String> {
+    output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("interface:"))
+        .map(|i| i.trim().to_string())
+        .filter(|i| !i.is_empty())
 }
 
 /// The `ifconfig <cloner> create` cloner for a link kind.
@@ -292,16 +454,27 @@ fn split_families(addresses: &[IpAddr]) -> (String, String) {
     (list(true), list(false))
 }
 
-/// A jail parameter holding a command: `key="command"`.
-fn exec_param(key: &str, command: &str) -> String {
-    let mut quoted = String::with_capacity(command.len() + 2);
-    for c in command.chars() {
+/// Text inside a double-quoted shell string, taken literally.
+fn escape_in_double_quotes(s: &str) -> String {
+    let mut quoted = String::with_capacity(s.len());
+    for c in s.chars() {
         if matches!(c, '"' | '\\' | '$' | '`') {
             quoted.push('\\');
         }
         quoted.push(c);
     }
-    format!("{key}=\"{quoted}\"")
+    quoted
+}
+
+/// A jail parameter holding a command: `key="command"`.
+#[cfg(test)]
+fn exec_param(key: &str, command: &str) -> String {
+    Cmd::text(command.to_string()).param(key)
+}
+
+/// One shell word, always single-quoted.
+fn single_quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// One shell word: names from state or the operator are quoted unless plainly safe.
@@ -310,7 +483,7 @@ fn word(s: &str) -> String {
     if !s.is_empty() && s.chars().all(safe) {
         s.to_string()
     } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
+        single_quoted(s)
     }
 }
 
@@ -329,6 +502,29 @@ mod tests {
     #[test]
     fn exec_params_escape_the_shell() {
         assert_eq!(exec_param("exec.start", "echo \"$x\""), r#"exec.start="echo \"\$x\"""#);
+    }
+
+    #[test]
+    fn the_default_route_interface_is_read_from_route_get() {
+        let out = "   route to: default\ndestination: default\n       mask: default\n    gateway: 10.0.2.2\n        fib: 0\n  interface: em0\n      flags: <UP,GATEWAY,DONE,STATIC>\n";
+        assert_eq!(route_get_interface(out).as_deref(), Some("em0"));
+        assert_eq!(route_get_interface("route: route has not been found\n"), None);
+    }
+
+    /// The prologue's rollback, run by `sh`: what was registered runs newest first, once a
+    /// command failed, and the script still exits with that command's status.
+    #[test]
+    fn a_failing_command_runs_the_registered_undo_newest_first() {
+        let run = |body: &[&str]| {
+            let script: Vec<&str> = PROLOGUE.iter().copied().chain(body.iter().copied()).collect();
+            let out = std::process::Command::new("sh").arg("-c").arg(script.join("\n")).output().unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        let (code, out) =
+            run(&["on_failure 'echo first'", "on_failure 'echo \"it'\\''s second\"'", "(exit 3)", "echo not reached"]);
+        assert_eq!((code, out.as_str()), (Some(3), "it's second\nfirst\n"));
+        let (code, out) = run(&["on_failure 'echo undone'", "echo done"]);
+        assert_eq!((code, out.as_str()), (Some(0), "done\n"));
     }
 
     #[test]

@@ -4,8 +4,11 @@
 
 use anyhow::Result;
 use kleene_plugin_api::{Check, Op};
+use std::path::Path;
 
 pub mod freebsd;
+#[cfg(target_os = "freebsd")]
+pub mod freebsd_host;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod render_linux;
@@ -15,8 +18,6 @@ pub mod render_linux;
 pub enum Fact {
     /// The kernel kind actually used for a link (e.g. `ifb` when `dummy` is missing).
     LinkKind { name: String, kind: String },
-    /// A link the platform named itself (FreeBSD `epair0a` for a planned `kv...`).
-    LinkName { planned: String, actual: String },
 }
 
 pub trait Executor {
@@ -64,6 +65,53 @@ pub trait Executor {
 pub trait Renderer: Executor {
     /// The command lines rendered so far, in order.
     fn lines(&self) -> &[String];
+    /// Render one step of a plan; `undo` is what the engine would run to reverse it (a script
+    /// may register it, to run should a later command fail).
+    fn apply_step(&mut self, op: &Op, _undo: &[Op]) -> Result<Vec<Fact>> {
+        self.apply(op)
+    }
+    /// The whole output, as printed: `lines` with whatever must come before them.
+    fn script(&self) -> Vec<String> {
+        self.lines().to_vec()
+    }
+}
+
+/// Why `check` failed, in one line naming the interface and the way out (the Linux executor
+/// returns it; the FreeBSD renderer prints it from the script's guards).
+pub fn check_failure(check: &Check) -> String {
+    match check {
+        Check::LinkExists { name } => format!("interface {name} does not exist; create it first or pick another with -i"),
+        Check::LinkAbsent { name } => format!(
+            "interface {name} already exists; kleene will not take it over: pick another name with -i, or use a custom network"
+        ),
+    }
+}
+
+/// The interface of this host's IPv4 default route ("" when there is none, or on a platform
+/// where kleene cannot ask): the default NAT interface of new networks, and pf's
+/// `kleenet_host_gw_if`.
+pub fn host_default_route_interface(_run_dir: &Path) -> String {
+    #[cfg(target_os = "linux")]
+    let found = linux::LinuxExecutor::new(_run_dir).default_route_interface();
+    #[cfg(target_os = "freebsd")]
+    let found = freebsd_host::default_route_interface();
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+    let found: Result<Option<String>> = Ok(None);
+    found
+        .unwrap_or_else(|e| {
+            tracing::warn!("cannot look up the default route: {e:#}");
+            None
+        })
+        .unwrap_or_default()
+}
+
+/// An executor that only answers checks against this host, for a renderer of this host's
+/// platform: a dry run refuses what the real run would refuse.
+fn host_probe(_run_dir: &Path) -> Option<Box<dyn Executor>> {
+    #[cfg(target_os = "linux")]
+    return Some(Box::new(linux::LinuxExecutor::new(_run_dir)));
+    #[cfg(not(target_os = "linux"))]
+    None
 }
 
 /// `command` fed `body` as a shell here-document, one line per entry: how the renderers show
@@ -91,8 +139,12 @@ impl Os {
         }
     }
 
-    pub fn renderer(self) -> Box<dyn Renderer> {
+    /// The renderer of this platform's commands. Checks are evaluated against this host when
+    /// it runs the platform rendered (Linux); the FreeBSD renderer writes them as guards into
+    /// its script instead, to run on the target host.
+    pub fn renderer(self, run_dir: &Path) -> Box<dyn Renderer> {
         match self {
+            Os::Linux if self == Os::current() => Box::new(render_linux::LinuxRenderer::checking(host_probe(run_dir))),
             Os::Linux => Box::new(render_linux::LinuxRenderer::default()),
             Os::Freebsd => Box::new(freebsd::FreeBsdRenderer::default()),
         }

@@ -10,9 +10,16 @@ use std::net::IpAddr;
 #[derive(Default)]
 pub struct LinuxRenderer {
     lines: Vec<String>,
+    /// Answers the plan's checks against this host (a dry run on Linux); none in tests.
+    probe: Option<Box<dyn Executor>>,
 }
 
 impl LinuxRenderer {
+    /// A renderer whose checks ask `probe` (this host), as the real run's would.
+    pub fn checking(probe: Option<Box<dyn Executor>>) -> LinuxRenderer {
+        LinuxRenderer { lines: Vec::new(), probe }
+    }
+
     fn run(&mut self, line: String) {
         self.lines.push(line);
     }
@@ -66,9 +73,12 @@ impl LinuxRenderer {
 }
 
 impl Executor for LinuxRenderer {
-    fn check(&mut self, _check: &Check) -> Result<()> {
+    fn check(&mut self, check: &Check) -> Result<()> {
         // Checks ask the live system; there is no command line that means them.
-        Ok(())
+        match self.probe.as_mut() {
+            Some(probe) => probe.check(check),
+            None => Ok(()),
+        }
     }
 
     fn apply(&mut self, op: &Op) -> Result<Vec<Fact>> {

@@ -2,7 +2,9 @@
 //!
 //! Kleene rewrites /etc/pf.conf; kleene keeps the operator's ruleset and only replaces its
 //! anchor. Rules inside an anchor are only evaluated where the main ruleset calls the anchor,
-//! so the operator adds, once, to /etc/pf.conf (translation anchors before filter rules):
+//! so the operator adds, once, to /etc/pf.conf (translation anchors before filter rules; the
+//! `anchor` line after the operator's own filter rules, since kleene's `block` rules are not
+//! `quick` and pf's last matching rule wins):
 //!
 //! ```text
 //! nat-anchor "kleene"
@@ -16,8 +18,13 @@
 //! containers of a no-icc bridge can still reach their auto gateway (the host). Kleene writes
 //! `block out quick log`; pf.conf(5)'s grammar order is `block out log quick`, used here.
 //!
-//! pfctl is not available on the Linux machines these tests run on: the output is checked by
-//! golden files only, not by `pfctl -nf`.
+//! pfctl's grammar only allows plain names inside an interface list, so the interfaces a
+//! published port is redirected on are one flat macro (`kleenet_rdr_interfaces`), not a list
+//! of macros that are lists themselves. Without a default route (`host_gw_if` empty) nothing
+//! refers to the host's interface: the rules that need it are left out, with a comment.
+//!
+//! pfctl does not run on Linux: the tests check this output with pfctl's own grammar
+//! (`tests/pfcheck`), on the golden files and on a matrix of rendered anchors.
 
 use super::{fmt_ports, join, nat_if, redirects, subnet_of, subnets, Family, FwNetwork, Redirect, Ruleset};
 use kleene_plugin_api::Network;
@@ -27,15 +34,19 @@ use std::fmt::Write;
 pub fn render(r: &Ruleset) -> String {
     let mut out = String::from("# kleene anchor: load with `pfctl -a kleene -f -`\n");
     macros(&mut out, r);
-    let redirects = redirects(r);
+    let (redirects, unreachable): (Vec<_>, Vec<_>) =
+        redirects(r).into_iter().partition(|rd| has_gw(r) || rd.port.interface.is_some());
     for n in &r.networks {
         nat_rules(&mut out, &n.network);
+    }
+    for rd in &unreachable {
+        let _ = writeln!(out, "{}", unreachable_comment(rd));
     }
     for rd in &redirects {
         let _ = writeln!(out, "{}", rdr_rule(rd));
     }
     for n in &r.networks {
-        filter_rules(&mut out, n);
+        filter_rules(&mut out, n, has_gw(r));
     }
     for rd in &redirects {
         let _ = writeln!(out, "{}", pass_rule(rd));
@@ -47,10 +58,23 @@ fn m(n: &Network, what: &str) -> String {
     format!("$kleenet_{}_{what}", n.id)
 }
 
+/// Whether the host has a default-route interface (pf's `kleenet_host_gw_if`).
+fn has_gw(r: &Ruleset) -> bool {
+    !r.host_gw_if.is_empty()
+}
+
 fn macros(out: &mut String, r: &Ruleset) {
-    let ifs = std::iter::once("lo0").chain(r.networks.iter().map(|n| n.network.interface.as_str()));
-    let _ = writeln!(out, "kleenet_host_gw_if=\"{}\"", r.host_gw_if);
-    let _ = writeln!(out, "kleenet_network_interfaces=\"{{ {} }}\"", join(ifs, ", "));
+    let ifs = || std::iter::once("lo0").chain(r.networks.iter().map(|n| n.network.interface.as_str()));
+    if has_gw(r) {
+        let _ = writeln!(out, "kleenet_host_gw_if=\"{}\"", r.host_gw_if);
+    } else {
+        let _ = writeln!(out, "# no default route: the rules that need the host's interface are left out");
+    }
+    let _ = writeln!(out, "kleenet_network_interfaces=\"{{ {} }}\"", join(ifs(), ", "));
+    if has_gw(r) {
+        let rdr_ifs = std::iter::once(r.host_gw_if.as_str()).chain(ifs());
+        let _ = writeln!(out, "kleenet_rdr_interfaces=\"{{ {} }}\"", join(rdr_ifs, ", "));
+    }
     for f in &r.networks {
         network_macros(out, f);
     }
@@ -114,7 +138,7 @@ fn rdr_rule(rd: &Redirect) -> String {
     let p = rd.port;
     let (on, to) = match &p.interface {
         Some(i) => (i.clone(), format!("({i})")),
-        None => ("{ $kleenet_host_gw_if, $kleenet_network_interfaces }".into(), "($kleenet_host_gw_if)".into()),
+        None => ("$kleenet_rdr_interfaces".into(), "($kleenet_host_gw_if)".into()),
     };
     let target_ports = match p.container {
         (c, c_end) if c == c_end => c.to_string(),
@@ -129,13 +153,25 @@ fn rdr_rule(rd: &Redirect) -> String {
     )
 }
 
+/// An unrestricted port has no address to be reached at while the host has no default route.
+fn unreachable_comment(rd: &Redirect) -> String {
+    let p = rd.port;
+    format!(
+        "# no default route: {} port {}/{} of {} is not redirected (publish it on a named interface: IF:PORT)",
+        af_of(rd),
+        fmt_ports(p.host, "-"),
+        p.proto.as_str(),
+        rd.endpoint.name,
+    )
+}
+
 fn pass_rule(rd: &Redirect) -> String {
     let p = rd.port;
     let (af, proto, ports) = (af_of(rd), p.proto.as_str(), fmt_ports(p.container, ":"));
     format!("pass quick {af} proto {proto} from any to {} port {ports} keep state", rd.target)
 }
 
-fn filter_rules(out: &mut String, f: &FwNetwork) {
+fn filter_rules(out: &mut String, f: &FwNetwork, has_gw: bool) {
     let n = &f.network;
     for family in Family::BOTH {
         let Some((af, subnet)) = fam(n, family) else { continue };
@@ -147,9 +183,12 @@ fn filter_rules(out: &mut String, f: &FwNetwork) {
             let _ = writeln!(out, "pass in quick on {} {af} from {subnet} to {gw}", m(n, "interface"));
         }
         if n.internal {
-            let out_if = if n.nat.is_empty() { "$kleenet_host_gw_if" } else { n.nat.as_str() };
             let _ = writeln!(out, "block out log quick on $kleenet_network_interfaces {af} from {subnet}");
-            let _ = writeln!(out, "block out log quick on {out_if} {af} from {subnet}");
+            // Without NAT and without a default route there is no way out to block.
+            let out_if = if !n.nat.is_empty() { Some(n.nat.as_str()) } else { has_gw.then_some("$kleenet_host_gw_if") };
+            if let Some(out_if) = out_if {
+                let _ = writeln!(out, "block out log quick on {out_if} {af} from {subnet}");
+            }
         }
     }
 }

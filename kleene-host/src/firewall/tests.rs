@@ -2,7 +2,8 @@
 //! throwaway network namespace (`unshare -n`; skipped when not root or nft is missing).
 //!
 //! Golden files live in `testdata/`; regenerate with `KLEENE_BLESS=1 cargo test` and review
-//! the diff. pfctl is not available on Linux, so the pf output is only checked by golden files.
+//! the diff. pfctl is not available on Linux: `kleene-host/tests/pf_grammar.rs` checks the pf
+//! golden files (and a matrix of rendered anchors) with pfctl's own grammar.
 
 use super::*;
 use std::path::PathBuf;
@@ -320,4 +321,22 @@ fn nft_delta_reaches_the_same_table_as_a_full_load() {
     let _ = std::fs::remove_file(files[0].with_extension("nft.via-delta"));
     let _ = std::fs::remove_file(files[0].with_extension("nft.full"));
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+/// No default route (a host without one, or where it cannot be looked up): nothing may refer
+/// to the host's interface, which pf would read as `on  inet` and `to ()`.
+fn no_default_route() -> Ruleset {
+    let mut r = published();
+    let mut isolated = net("iso", "bridge", "kleene2", Some("10.30.0.0/24"), None);
+    (isolated.internal, isolated.nat) = (true, String::new());
+    r.networks.push(fw(isolated, vec![], &[]));
+    r.host_gw_if.clear();
+    r
+}
+
+#[test]
+fn golden_pf_without_default_route() {
+    let text = pf::render(&no_default_route());
+    assert!(!text.contains("kleenet_host_gw_if"), "{text}");
+    golden("no_default_route", "pf", &text);
 }

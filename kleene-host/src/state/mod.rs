@@ -133,11 +133,49 @@ impl HostLock {
     }
 }
 
-/// A fresh 12-hex-digit id.
+/// A fresh 12-hex-digit id, never all digits.
 pub fn new_id() -> String {
-    let mut bytes = [0u8; 6];
-    // SAFETY: getrandom writes at most `len` bytes into the buffer.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    assert_eq!(n, 6, "getrandom failed");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    new_id_from(&mut |bytes| {
+        // SAFETY: getrandom writes at most `len` bytes into the buffer.
+        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+        assert_eq!(n, 6, "getrandom failed");
+    })
+}
+
+/// A 12-hex-digit id from `random` (which fills its buffer with random bytes), drawn again
+/// while it is all digits: jail(8), jexec and `jail -r` read such a name as a jail number
+/// (jid), so the kernel would refuse it as a name. kleened re-rolls those ids too; about
+/// 0.36 % of ids are affected. Every id (networks, containers, endpoints) comes from here.
+pub fn new_id_from(random: &mut dyn FnMut(&mut [u8; 6])) -> String {
+    loop {
+        let mut bytes = [0u8; 6];
+        random(&mut bytes);
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        if !id.bytes().all(|b| b.is_ascii_digit()) {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_digit_ids_are_drawn_again() {
+        let mut draws =
+            [[0x12, 0x34, 0x56, 0x78, 0x90, 0x12], [0x00; 6], [0x0a, 0x00, 0x00, 0x00, 0x00, 0x01]].into_iter();
+        let id = new_id_from(&mut |b| *b = draws.next().expect("drawn at most three times"));
+        assert_eq!(id, "0a0000000001");
+        assert_eq!(draws.next(), None, "both all-digit ids were refused");
+    }
+
+    #[test]
+    fn random_ids_are_twelve_hex_digits_and_never_all_digits() {
+        for _ in 0..2000 {
+            let id = new_id();
+            assert!(id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+            assert!(!id.bytes().all(|b| b.is_ascii_digit()), "{id}");
+        }
+    }
 }

@@ -112,21 +112,33 @@ pub fn disconnect(driver: &str, attachment: Attachment, others: Vec<Attachment>)
 }
 
 /// Plan `call` with the real policy, then render it as the host would run it.
-pub fn render_with<R: Renderer + Default>(plugin: &impl Plugin, call: &Call) -> (Vec<String>, Vec<Fact>) {
+pub fn render_with<R: Renderer + Default>(plugin: &impl Plugin, call: &Call) -> R {
     let plan = with_null_host(|h| plugin.plan(call, h)).expect("the plugin accepts the call");
     let mut renderer = R::default();
     plan.checks.iter().for_each(|c| renderer.check(c).unwrap());
-    let facts = plan.steps.iter().flat_map(|s| renderer.apply(&s.op).unwrap()).collect();
+    for step in &plan.steps {
+        renderer.apply_step(&step.op, &step.undo).unwrap();
+    }
     renderer.finish().unwrap();
-    (renderer.lines().to_vec(), facts)
+    renderer
 }
 
+/// The FreeBSD lines of `call` (after the script's fixed prologue), checked to be a script
+/// `sh -n` accepts.
 pub fn freebsd(plugin: &impl Plugin, call: Call) -> Vec<String> {
-    render_with::<FreeBsdRenderer>(plugin, &call).0
+    let renderer = render_with::<FreeBsdRenderer>(plugin, &call);
+    assert_sh_syntax(&renderer.script());
+    renderer.lines().to_vec()
+}
+
+/// `sh -n` (dash here; FreeBSD's sh is its sibling) accepts `script`.
+pub fn assert_sh_syntax(script: &[String]) {
+    let out = std::process::Command::new("sh").arg("-n").arg("-c").arg(script.join("\n")).output().unwrap();
+    assert!(out.status.success(), "sh -n: {}\n{}", String::from_utf8_lossy(&out.stderr), script.join("\n"));
 }
 
 pub fn linux(plugin: &impl Plugin, call: Call) -> Vec<String> {
-    render_with::<LinuxRenderer>(plugin, &call).0
+    render_with::<LinuxRenderer>(plugin, &call).lines().to_vec()
 }
 
 /// A `jail -c` line with one parameter per element.
@@ -134,6 +146,25 @@ pub fn jail_c(params: &[&str]) -> String {
     let mut line = format!("jail -c path=/ name={CID} persist");
     params.iter().for_each(|p| line = format!("{line} {p}"));
     line
+}
+
+/// The script's guard for a network type that creates `name`: refuse an interface already
+/// there.
+pub fn guard_absent(name: &str) -> String {
+    format!(
+        "if ifconfig {name} >/dev/null 2>&1; then echo 'kleene: interface {name} already exists; kleene will not take it over: pick another name with -i, or use a custom network' >&2; exit 1; fi"
+    )
+}
+
+/// `lines` after the guard of a network type that creates `name`.
+pub fn guarded(name: &str, expected: &[&str]) -> Vec<String> {
+    std::iter::once(guard_absent(name)).chain(lines(expected)).collect()
+}
+
+/// The `jail -c` line, then the registration of the jail's removal should a later command
+/// fail.
+pub fn jail_c_registered(params: &[&str]) -> Vec<String> {
+    vec![jail_c(params), format!("on_failure 'jail -r {CID}'")]
 }
 
 pub fn lines(expected: &[&str]) -> Vec<String> {

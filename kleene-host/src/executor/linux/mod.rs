@@ -215,14 +215,12 @@ impl Executor for LinuxExecutor {
         match check {
             Check::LinkExists { name } => {
                 if self.host()?.link(name)?.is_none() {
-                    return Err(anyhow!("interface {name} does not exist; create it first or pick another with -i"));
+                    return Err(anyhow!(super::check_failure(check)));
                 }
             }
             Check::LinkAbsent { name } => {
                 if self.host()?.link(name)?.is_some() {
-                    return Err(anyhow!(
-                        "interface {name} already exists; kleene will not take it over: pick another name with -i, or use a custom network"
-                    ));
+                    return Err(anyhow!(super::check_failure(check)));
                 }
             }
         }
