@@ -171,7 +171,7 @@ pub fn disconnect(ctx: &mut Ctx, network: &str, container: &str) -> Result<()> {
     let session = ctx.begin(&state)?;
     let (container, row) = resolve_pair(&state, network, container)?;
     let Some(ep) = state::endpoint(&state.db, &row.network.id, &container.id)? else {
-        bail!("endpoint configuration not found");
+        return Err(crate::error::NotFound("endpoint configuration not found".into()).into());
     };
     let plan = disconnect_plan(ctx, &state, &row.network, &ep)?;
     let what = format!("network disconnect {} {}", row.network.name, container.name);
