@@ -114,7 +114,7 @@ pub enum NetworkCmd {
     Disconnect { network: String, container: String },
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct NetworkCreate {
     /// Network type: the name of a network-type plugin (default: the one that declares itself
     /// the default, `loopback` as shipped).

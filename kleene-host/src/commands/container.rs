@@ -254,19 +254,17 @@ pub fn exec(ctx: &mut Ctx, ident: &str, command: &[String]) -> Result<i32> {
     if !c.running {
         bail!("container {} is not running: start it first", c.name);
     }
-    let stack = ctx.plugin(&c.driver, PluginKind::Driver)?.stack();
+    // The driver's declared stack says whether the container has a namespace of its own.
+    let own_netns = matches!(ctx.plugin(&c.driver, PluginKind::Driver)?.stack(), Stack::Private | Stack::Disabled);
     #[cfg(target_os = "linux")]
     {
         use crate::executor::linux::spawn::{self, NetworkScope};
-        let scope = match stack {
-            Stack::Private | Stack::Disabled => NetworkScope::Own,
-            Stack::Host | Stack::Restricted => NetworkScope::Host,
-        };
+        let scope = if own_netns { NetworkScope::Own } else { NetworkScope::Host };
         spawn::run(ctx.trusted_run_dir()?, &c.id, scope, command)
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = (command, stack);
+        let _ = (command, own_netns);
         bail!("container exec is only implemented on Linux")
     }
 }
