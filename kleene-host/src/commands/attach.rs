@@ -102,7 +102,11 @@ pub fn forget_endpoint(tx: &Connection, ep: &Endpoint) -> Result<()> {
 pub fn attachments(db: &Connection, container_id: &str) -> Result<Vec<Attachment>> {
     state::endpoints_where(db, "container_id", container_id)?
         .into_iter()
-        .map(|endpoint| Ok(Attachment { network: state::network_by_id(db, &endpoint.network_id)?.network, endpoint }))
+        .map(|endpoint| {
+            let network = state::network_by_id(db, &endpoint.network_id)?.network;
+            state::checked::endpoint_on(&endpoint, &network)?;
+            Ok(Attachment { network, endpoint })
+        })
         .collect()
 }
 

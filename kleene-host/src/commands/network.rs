@@ -28,7 +28,7 @@ const RESERVED: &[(&str, &str)] = &[
     ("ff00::/8", "multicast"),
 ];
 
-fn parse_subnet(field: &str, value: Option<&str>, v4: bool) -> Result<Option<Cidr>> {
+pub(crate) fn parse_subnet(field: &str, value: Option<&str>, v4: bool) -> Result<Option<Cidr>> {
     let Some(value) = value.filter(|v| !v.is_empty()) else { return Ok(None) };
     let cidr: Cidr = value.parse().map_err(|e| anyhow!("invalid {field}: {e}"))?;
     if cidr.addr.is_ipv4() != v4 {
