@@ -22,12 +22,7 @@ use std::path::Path;
 
 /// Take the host lock and finish any rollback a crashed run left behind (and, if there was
 /// one, put the firewall back to what state says: the crash may have come after it changed).
-pub fn lock_and_recover(
-    state: &State,
-    state_dir: &Path,
-    exec: &mut dyn Executor,
-    host_gw_if: &str,
-) -> Result<HostLock> {
+pub fn lock_and_recover(state: &State, state_dir: &Path, exec: &mut dyn Executor) -> Result<HostLock> {
     let lock = HostLock::acquire(state_dir)?;
     let rows: Vec<(i64, String, String)> = {
         let mut stmt = state.db.prepare("SELECT id, what, undo FROM journal ORDER BY id DESC")?;
@@ -49,23 +44,23 @@ pub fn lock_and_recover(
     }
     if interrupted {
         exec.forget_firewall();
-        restore_firewall(state, exec, host_gw_if);
+        restore_firewall(state, exec);
     }
     Ok(lock)
 }
 
 /// Apply the ruleset of the committed state (after a failure: errors are only logged).
-fn restore_firewall(state: &State, exec: &mut dyn Executor, host_gw_if: &str) {
-    let restored = firewall::load(&state.db, host_gw_if).and_then(|r| exec.apply_firewall(&r));
+fn restore_firewall(state: &State, exec: &mut dyn Executor) {
+    let restored = firewall::load(&state.db).and_then(|r| exec.apply_firewall(&r));
     if let Err(e) = restored {
         tracing::warn!("restoring the previous firewall rules failed: {e:#}");
     }
 }
 
 /// Re-apply the firewall from state (`kleene system reconcile`).
-pub fn reapply_firewall(state: &State, exec: &mut dyn Executor, host_gw_if: &str) -> Result<()> {
+pub fn reapply_firewall(state: &State, exec: &mut dyn Executor) -> Result<()> {
     exec.forget_firewall();
-    let rules = firewall::load(&state.db, host_gw_if)?;
+    let rules = firewall::load(&state.db)?;
     exec.apply_firewall(&rules).context("cannot apply the firewall rules")
 }
 
@@ -92,7 +87,6 @@ pub fn run(
     exec: &mut dyn Executor,
     what: &str,
     plan: &Plan,
-    host_gw_if: &str,
     commit: impl FnOnce(&Transaction<'_>, &[Fact]) -> Result<()>,
 ) -> Result<()> {
     for check in &plan.checks {
@@ -125,7 +119,7 @@ pub fn run(
     let committed = finished.and_then(|()| {
         let tx = state.db.transaction()?;
         commit(&tx, &facts)?;
-        let rules = firewall::load(&tx, host_gw_if)?;
+        let rules = firewall::load(&tx)?;
         tracing::trace!("firewall rules derived from the new state");
         firewall_touched = true;
         fault.before_firewall()?;
@@ -138,7 +132,7 @@ pub fn run(
     if let Err(e) = committed {
         undo_all(exec, &undo_of(plan, plan.steps.len()));
         if firewall_touched {
-            restore_firewall(state, exec, host_gw_if);
+            restore_firewall(state, exec);
         }
         forget_journal(&state.db, journal_id)?;
         return Err(e);

@@ -149,12 +149,7 @@ pub fn stop(ctx: &mut Ctx, ident: &str) -> Result<String> {
     Ok(id)
 }
 
-fn stop_running(
-    ctx: &mut Ctx,
-    state: &mut State,
-    session: Option<(state::HostLock, Box<dyn crate::executor::Executor>)>,
-    container: Container,
-) -> Result<()> {
+fn stop_running(ctx: &mut Ctx, state: &mut State, session: super::Session, container: Container) -> Result<()> {
     let attachments = attachments(&state.db, &container.id)?;
     let plan = stop_plan(ctx, state, &container)?;
     apply(ctx, state, session, &format!("container stop {}", container.name), &plan, |tx, _| {
@@ -256,15 +251,5 @@ pub fn exec(ctx: &mut Ctx, ident: &str, command: &[String]) -> Result<i32> {
     }
     // The driver's declared stack says whether the container has a namespace of its own.
     let own_netns = matches!(ctx.plugin(&c.driver, PluginKind::Driver)?.stack(), Stack::Private | Stack::Disabled);
-    #[cfg(target_os = "linux")]
-    {
-        use crate::executor::linux::spawn::{self, NetworkScope};
-        let scope = if own_netns { NetworkScope::Own } else { NetworkScope::Host };
-        spawn::run(ctx.trusted_run_dir()?, &c.id, scope, command)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (command, own_netns);
-        bail!("container exec is only implemented on Linux")
-    }
+    ctx.executor()?.exec_in_sandbox(&c.id, own_netns, command)
 }

@@ -108,16 +108,14 @@ impl Ctx {
         Ok(state)
     }
 
-    /// The executor that changes this host.
+    /// The executor that changes this host (the platform's, from the one factory).
     pub fn executor(&self) -> Result<Box<dyn Executor>> {
-        #[cfg(target_os = "linux")]
-        {
-            Ok(Box::new(crate::executor::linux::LinuxExecutor::new(self.trusted_run_dir()?)))
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            bail!("this build of kleene only renders plans here: use --dry-run")
-        }
+        crate::executor::host_executor(self.trusted_run_dir()?)
+    }
+
+    /// The renderer of `--dry-run` (`--os` picks the platform whose commands it writes).
+    pub fn renderer(&self) -> Box<dyn crate::executor::Renderer> {
+        self.global.os.unwrap_or_else(Os::current).renderer(&self.run_dir)
     }
 
     /// The run dir, once it is known that only root (or we) could have put anything in it:
@@ -127,21 +125,39 @@ impl Ctx {
         Ok(&self.run_dir)
     }
 
-    /// Begin a mutating command: the host lock, after finishing any interrupted rollback.
-    /// Returns None under --dry-run, which changes nothing and takes no lock.
-    pub fn begin(&self, state: &State) -> Result<Option<(HostLock, Box<dyn Executor>)>> {
+    /// Begin a mutating command: under --dry-run a session that changes nothing and takes no
+    /// lock; otherwise the host lock (after finishing any interrupted rollback) and the
+    /// executor.
+    pub fn begin(&self, state: &State) -> Result<Session> {
         if self.global.dry_run {
-            return Ok(None);
+            return Ok(Session::DryRun);
         }
         let mut exec = self.executor()?;
-        let lock = engine::lock_and_recover(state, &self.state_dir, exec.as_mut(), &self.host_gw_if())?;
-        Ok(Some((lock, exec)))
+        let lock = engine::lock_and_recover(state, &self.state_dir, exec.as_mut())?;
+        Ok(Session::Live { _lock: lock, exec })
     }
 
-    /// The host's default-route interface ("" when there is none or it cannot be known here):
-    /// the default NAT interface of new networks, and pf's `kleenet_host_gw_if`.
+    /// The host's default-route interface ("" when there is none or it cannot be known
+    /// here): the default NAT interface of new networks. Looked up only when asked.
     pub fn host_gw_if(&self) -> String {
         self.gw_if.get_or_init(|| crate::executor::host_default_route_interface(&self.run_dir)).clone()
+    }
+}
+
+/// One mutating command's hold on the host: the lock and the executor that changes it, or a
+/// dry run that renders instead.
+pub enum Session {
+    DryRun,
+    Live { _lock: HostLock, exec: Box<dyn Executor> },
+}
+
+impl Session {
+    /// The executor, unless this is a dry run.
+    pub fn executor(&mut self) -> Option<&mut dyn Executor> {
+        match self {
+            Session::DryRun => None,
+            Session::Live { exec, .. } => Some(exec.as_mut()),
+        }
     }
 }
 
@@ -149,25 +165,23 @@ impl Ctx {
 pub fn apply(
     ctx: &Ctx,
     state: &mut State,
-    session: Option<(HostLock, Box<dyn Executor>)>,
+    session: Session,
     what: &str,
     plan: &Plan,
     commit: impl FnOnce(&Transaction<'_>, &[Fact]) -> Result<()>,
 ) -> Result<()> {
-    let gw = ctx.host_gw_if();
     match session {
-        None => {
+        Session::DryRun => {
             // The firewall the change would produce: the new state in a transaction that is
             // rolled back.
             let rules = {
                 let tx = state.db.transaction()?;
                 commit(&tx, &[])?;
-                firewall::load(&tx, &gw)?
+                firewall::load(&tx)?
             };
-            let mut renderer = ctx.global.os.unwrap_or_else(Os::current).renderer(&ctx.run_dir);
-            engine::render(renderer.as_mut(), plan, &rules)
+            engine::render(ctx.renderer().as_mut(), plan, &rules)
         }
-        Some((_lock, mut exec)) => engine::run(state, exec.as_mut(), what, plan, &gw, commit),
+        Session::Live { mut exec, .. } => engine::run(state, exec.as_mut(), what, plan, commit),
     }
 }
 

@@ -149,8 +149,8 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<String> {
         None if traits.existing_interface => {
             bail!("{kind} networks need -i/--interface naming an existing interface")
         }
-        None => match &mut session {
-            Some((_, exec)) => free_interface(&existing, |name| {
+        None => match session.executor() {
+            Some(exec) => free_interface(&existing, |name| {
                 exec.check(&kleene_plugin_api::Check::LinkAbsent { name: name.into() }).is_err()
             }),
             None => free_interface(&existing, |_| false),
@@ -174,7 +174,7 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<String> {
                 );
             }
         }
-        if let Some((_, exec)) = &mut session {
+        if let Some(exec) = session.executor() {
             let own = traits.existing_interface.then_some(interface.as_str());
             check_host_addresses(field, &mine, &exec.host_addresses()?, &existing, own)?;
         }
@@ -205,8 +205,8 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<String> {
     let plan = plugin.plan(&Call::NetworkCreate { network: network.clone() })?;
     let id = network.id.clone();
     // Kleene counts the addresses already on the interface as used (custom networks).
-    let on_link = match (&mut session, traits.existing_interface) {
-        (Some((_, exec)), true) => exec.link_addresses(&network.interface).unwrap_or_default(),
+    let on_link = match (session.executor(), traits.existing_interface) {
+        (Some(exec), true) => exec.link_addresses(&network.interface).unwrap_or_default(),
         _ => Vec::new(),
     };
     apply(ctx, &mut state, session, &format!("network create {}", network.name), &plan, |tx, facts| {

@@ -1,9 +1,9 @@
 //! `kleene system ...`: host-wide maintenance.
 
 use super::container::{record_start, start_plan, stop_plan};
-use super::Ctx;
+use super::{Ctx, Session};
 use crate::engine;
-use crate::executor::{Executor, Os};
+use crate::executor::Executor;
 use crate::firewall;
 use crate::state::{self, State};
 use anyhow::{Context, Result};
@@ -15,24 +15,22 @@ use kleene_plugin_api::{Call, PluginKind};
 /// Under --dry-run, print the ruleset instead.
 pub fn reconcile(ctx: &mut Ctx) -> Result<()> {
     let mut state = ctx.state()?;
-    let gw = ctx.host_gw_if();
     match ctx.begin(&state)? {
-        None => {
-            let rules = firewall::load(&state.db, &gw)?;
-            let mut renderer = ctx.global.os.unwrap_or_else(Os::current).renderer(&ctx.run_dir);
-            engine::render(renderer.as_mut(), &kleene_plugin_api::Plan::new(), &rules)
+        Session::DryRun => {
+            let rules = firewall::load(&state.db)?;
+            engine::render(ctx.renderer().as_mut(), &kleene_plugin_api::Plan::new(), &rules)
         }
-        Some((_lock, mut exec)) => {
-            restore_networks(ctx, &mut state, exec.as_mut(), &gw)?;
-            restore_containers(ctx, &mut state, exec.as_mut(), &gw)?;
-            engine::reapply_firewall(&state, exec.as_mut(), &gw)
+        Session::Live { mut exec, .. } => {
+            restore_networks(ctx, &mut state, exec.as_mut())?;
+            restore_containers(ctx, &mut state, exec.as_mut())?;
+            engine::reapply_firewall(&state, exec.as_mut())
         }
     }
 }
 
 /// Re-create the interfaces of networks that lost them. A plan whose checks fail (the link
 /// is there; a custom interface is missing) is left alone: nothing to rebuild, or not ours.
-fn restore_networks(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor, gw: &str) -> Result<()> {
+fn restore_networks(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor) -> Result<()> {
     for row in state::networks(&state.db)? {
         let network = row.network;
         let plugin = ctx.plugin(&network.kind, PluginKind::NetworkType)?;
@@ -42,7 +40,7 @@ fn restore_networks(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor, g
         }
         tracing::info!("re-creating the interface of network {}", network.name);
         let what = format!("reconcile network {}", network.name);
-        engine::run(state, exec, &what, &plan, gw, |_, _| Ok(()))
+        engine::run(state, exec, &what, &plan, |_, _| Ok(()))
             .with_context(|| format!("cannot restore network {}", network.name))?;
     }
     Ok(())
@@ -50,7 +48,7 @@ fn restore_networks(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor, g
 
 /// Start again the running containers whose sandbox is gone or partly gone. What is left of
 /// a partial one is torn down first (teardown of what is missing counts as done).
-fn restore_containers(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor, gw: &str) -> Result<()> {
+fn restore_containers(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor) -> Result<()> {
     for c in state::containers(&state.db)?.into_iter().filter(|c| c.running) {
         let (plan, attachments) = start_plan(ctx, state, &c)?;
         let stack = ctx.plugin(&c.driver, PluginKind::Driver)?.stack();
@@ -59,10 +57,10 @@ fn restore_containers(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor,
         }
         tracing::info!("rebuilding the sandbox of container {}", c.name);
         let leftovers = stop_plan(ctx, state, &c)?;
-        engine::run(state, exec, &format!("reconcile: clear container {}", c.name), &leftovers, gw, |_, _| Ok(()))
+        engine::run(state, exec, &format!("reconcile: clear container {}", c.name), &leftovers, |_, _| Ok(()))
             .with_context(|| format!("cannot clear what is left of container {}", c.name))?;
         let what = format!("reconcile container {}", c.name);
-        engine::run(state, exec, &what, &plan, gw, |tx, _| record_start(tx, &c, &attachments))
+        engine::run(state, exec, &what, &plan, |tx, _| record_start(tx, &c, &attachments))
             .with_context(|| format!("cannot restore container {}", c.name))?;
     }
     Ok(())

@@ -49,6 +49,16 @@ pub struct FreeBsdRenderer {
     host_jail: HashMap<String, String>,
     /// Interfaces this script creates.
     created_links: HashSet<String>,
+    /// The default-route interface for pf's `kleenet_host_gw_if`, when the ruleset has none:
+    /// looked up once, only for this renderer (nothing else needs it).
+    host_gw_if: String,
+}
+
+impl FreeBsdRenderer {
+    /// A renderer for a host whose default route goes out of `host_gw_if` ("" for none).
+    pub fn for_host(host_gw_if: String) -> FreeBsdRenderer {
+        FreeBsdRenderer { host_gw_if, ..FreeBsdRenderer::default() }
+    }
 }
 
 /// A command line that may name the jail end of a pair created earlier in the script, whose
@@ -348,7 +358,13 @@ impl Executor for FreeBsdRenderer {
         if v6 {
             self.run("sysctl net.inet6.ip6.forwarding=1".into());
         }
-        self.lines.extend(super::here_document("pfctl -a kleene -f -", &crate::firewall::pf::render(rules)));
+        let anchor = if rules.host_gw_if.is_empty() && !self.host_gw_if.is_empty() {
+            let rules = crate::firewall::Ruleset { host_gw_if: self.host_gw_if.clone(), ..rules.clone() };
+            crate::firewall::pf::render(&rules)
+        } else {
+            crate::firewall::pf::render(rules)
+        };
+        self.lines.extend(super::here_document("pfctl -a kleene -f -", &anchor));
         Ok(())
     }
 }

@@ -55,6 +55,11 @@ pub trait Executor {
     fn host_addresses(&mut self) -> Result<Vec<(String, kleene_plugin_api::Cidr)>> {
         Ok(Vec::new())
     }
+    /// Run `argv` as one of the container's processes (its cgroup; its own network namespace
+    /// when `own_netns`), with stdio inherited; the command's exit code.
+    fn exec_in_sandbox(&mut self, _sandbox: &str, _own_netns: bool, _argv: &[String]) -> Result<i32> {
+        anyhow::bail!("container exec is only implemented on Linux")
+    }
     /// Called after the last operation of a plan (renderers flush pending commands here).
     fn finish(&mut self) -> Result<()> {
         Ok(())
@@ -85,6 +90,14 @@ pub fn check_failure(check: &Check) -> String {
             "interface {name} already exists; kleene will not take it over: pick another name with -i, or use a custom network"
         ),
     }
+}
+
+/// The executor of this host's platform: the one place that picks it.
+pub fn host_executor(_run_dir: &Path) -> Result<Box<dyn Executor>> {
+    #[cfg(target_os = "linux")]
+    return Ok(Box::new(linux::LinuxExecutor::new(_run_dir)));
+    #[cfg(not(target_os = "linux"))]
+    anyhow::bail!("this build of kleene only renders plans here: use --dry-run")
 }
 
 /// The interface of this host's IPv4 default route ("" when there is none, or on a platform
@@ -146,7 +159,7 @@ impl Os {
         match self {
             Os::Linux if self == Os::current() => Box::new(render_linux::LinuxRenderer::checking(host_probe(run_dir))),
             Os::Linux => Box::new(render_linux::LinuxRenderer::default()),
-            Os::Freebsd => Box::new(freebsd::FreeBsdRenderer::default()),
+            Os::Freebsd => Box::new(freebsd::FreeBsdRenderer::for_host(host_default_route_interface(run_dir))),
         }
     }
 }

@@ -8,9 +8,9 @@ use rusqlite::Connection;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// The ruleset of everything in `db`. `host_gw_if` is the host's default-route interface
-/// (pf's `kleenet_host_gw_if`; nft does not need it).
-pub fn load(db: &Connection, host_gw_if: &str) -> Result<Ruleset> {
+/// The ruleset of everything in `db`. Its `host_gw_if` is left empty: only pf needs the
+/// default-route interface, and the FreeBSD renderer fills it in.
+pub fn load(db: &Connection) -> Result<Ruleset> {
     let containers: HashMap<String, kleene_plugin_api::Container> =
         state::containers(db)?.into_iter().map(|c| (c.id.clone(), c)).collect();
     let stacks = state::container_stacks(db)?;
@@ -54,7 +54,7 @@ pub fn load(db: &Connection, host_gw_if: &str) -> Result<Ruleset> {
             published: published.get(&c.id).cloned().unwrap_or_default(),
         });
     }
-    Ok(Ruleset { networks, host_gw_if: host_gw_if.to_string() })
+    Ok(Ruleset { networks, host_gw_if: String::new() })
 }
 
 /// Which address families need the host to forward packets: a family is needed when a

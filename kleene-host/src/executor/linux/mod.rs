@@ -235,6 +235,11 @@ impl Executor for LinuxExecutor {
         Ok(self.host()?.addresses(name)?.into_iter().map(|(a, _)| a).collect())
     }
 
+    fn exec_in_sandbox(&mut self, sandbox: &str, own_netns: bool, argv: &[String]) -> Result<i32> {
+        let scope = if own_netns { spawn::NetworkScope::Own } else { spawn::NetworkScope::Host };
+        spawn::run(&self.run_dir, sandbox, scope, argv)
+    }
+
     fn host_addresses(&mut self) -> Result<Vec<(String, Cidr)>> {
         let nl = self.host()?;
         let names: HashMap<u32, String> = nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
