@@ -24,7 +24,7 @@ pub mod ops;
 mod plugin;
 
 pub use call::{Attachment, Call, PluginInfo, PluginKind};
-pub use model::{Cidr, Container, Endpoint, Network};
+pub use model::{local_mac, mac_string, Cidr, Container, Endpoint, Network};
 pub use ops::{Check, LinkKind, Op, Plan, Stack, Step};
 pub use plugin::{with_null_host, Host, Level, NullServices, Plugin, PluginError};
 

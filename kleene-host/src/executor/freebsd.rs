@@ -10,7 +10,7 @@
 
 use super::{Executor, Fact, Renderer};
 use anyhow::Result;
-use kleene_plugin_api::{Check, Cidr, LinkKind, Op, Stack};
+use kleene_plugin_api::{mac_string, Check, Cidr, LinkKind, Op, Stack};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -33,6 +33,8 @@ pub struct FreeBsdRenderer {
     peers: HashMap<(String, String), String>,
     /// `epairNa` -> the jail its `b` end went to.
     host_jail: HashMap<String, String>,
+    /// Bridges this plan created (they have a MAC of their own).
+    bridges: std::collections::HashSet<String>,
 }
 
 impl FreeBsdRenderer {
@@ -43,9 +45,13 @@ impl FreeBsdRenderer {
     fn render(&mut self, op: &Op) -> Vec<Fact> {
         match op {
             Op::CreateLink { name, kind } => {
+                if *kind == LinkKind::Bridge {
+                    self.bridges.insert(name.clone());
+                }
                 self.run(format!("ifconfig {} create name {}", clone_kind(*kind), word(name)))
             }
             Op::DeleteLink { name, .. } => self.run(format!("ifconfig {} destroy", word(name))),
+            Op::SetLinkMac { name, mac } => self.set_mac(name, mac),
             Op::SetLinkUp { name, sandbox } => self.link_up(name, sandbox.as_deref()),
             Op::SetLinkDown { name, sandbox } => self.link_down(name, sandbox.as_deref()),
             Op::AddAddress { link, address, prefix, sandbox } => {
@@ -75,6 +81,16 @@ impl FreeBsdRenderer {
             Op::RestrictAddresses { sandbox, addresses } => self.restrict(sandbox, addresses),
         }
         vec![]
+    }
+
+    /// An `if_bridge` has a stable address of its own already (from the host id and its
+    /// name, never a member's), so a fixed MAC for a bridge is kleene's Linux concern only;
+    /// any other link gets the address as asked.
+    fn set_mac(&mut self, name: &str, mac: &[u8; 6]) {
+        if self.bridges.contains(name) {
+            return;
+        }
+        self.run(format!("ifconfig {} ether {}", word(name), mac_string(mac)));
     }
 
     fn is_pending(&self, jail: &str) -> bool {

@@ -214,6 +214,7 @@ impl Executor for LinuxExecutor {
         match op {
             Op::CreateLink { name, kind } => return self.create_link(name, *kind),
             Op::DeleteLink { name, .. } => self.host()?.delete_link(name)?,
+            Op::SetLinkMac { name, mac } => self.host()?.set_mac(name, mac)?,
             Op::SetLinkUp { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, true)?,
             Op::SetLinkDown { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, false)?,
             Op::AddAddress { link, address, prefix, sandbox } => {

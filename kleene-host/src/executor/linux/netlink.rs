@@ -44,6 +44,7 @@ const RT_SCOPE_NOWHERE: u8 = 255;
 const RTN_UNICAST: u8 = 1;
 
 // linux/if_link.h, linux/veth.h, linux/if_addr.h
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
@@ -148,6 +149,15 @@ impl Netlink {
         let mut req = Request::new(RTM_NEWLINK, 0);
         req.push(&ifinfomsg(flags, IFF_UP));
         req.attr_str(IFLA_IFNAME, checked_name(name)?);
+        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+    }
+
+    /// Sets the hardware address of `name`.
+    pub fn set_mac(&mut self, name: &str, mac: &[u8; 6]) -> io::Result<()> {
+        let mut req = Request::new(RTM_NEWLINK, 0);
+        req.push(&ifinfomsg(0, 0));
+        req.attr_str(IFLA_IFNAME, checked_name(name)?);
+        req.attr(IFLA_ADDRESS, mac);
         self.ack(req).map_err(|e| nodev_to_not_found(e, name))
     }
 
