@@ -98,3 +98,45 @@ fn the_dry_run_shows_the_bridge_mac() {
         .ok();
     assert!(!bsd.contains(" ether "), "{bsd}");
 }
+
+fn names(sb: &Sandbox) -> Vec<String> {
+    let list = sb.kleene(&["network", "ls", "--json"]).json();
+    list.as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn network_rm_of_many_is_all_or_nothing_and_prune_takes_every_link() {
+    let sb = Sandbox::new("rm-many");
+    for i in 0..6 {
+        sb.kleene(&["network", "create", "--subnet", &format!("10.73.{i}.0/24"), &format!("lo{i}")]).ok();
+    }
+    bridge(&sb, "br", "10.74.0.0/24");
+    bridge(&sb, "busy", "10.75.0.0/24");
+    vnet(&sb, "busy", "c1");
+    let links_before = sb.links();
+
+    // One unknown name: nothing is removed (it used to remove the names before it).
+    let err = sb.kleene(&["network", "rm", "lo0", "br", "nosuch"]).err();
+    assert!(err.contains("not found"), "{err}");
+    assert_eq!(names(&sb).len(), 8);
+    assert_eq!(sb.links(), links_before);
+
+    // Several at once, one named twice (by name and by id).
+    let id = sb.kleene(&["network", "inspect", "lo1"]).json()["network"]["id"].as_str().unwrap().to_string();
+    let out = sb.kleene(&["network", "rm", "lo0", "lo1", &id, "br"]).ok();
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert_eq!(names(&sb), ["lo2", "lo3", "lo4", "lo5", "busy"]);
+    let links = sb.links();
+    for gone in ["kleene0", "kleene1", "kleene6"] {
+        assert!(!links.contains(&gone.to_string()), "{gone} outlived its network: {links:?}");
+    }
+
+    // Prune leaves the network a running container uses, and every link of the others goes.
+    sb.kleene(&["network", "prune", "-f"]).ok();
+    assert_eq!(names(&sb), ["busy"]);
+    let links = sb.links();
+    for gone in ["kleene2", "kleene3", "kleene4", "kleene5"] {
+        assert!(!links.contains(&gone.to_string()), "{gone} outlived its network: {links:?}");
+    }
+    assert!(ping(&sb, "c1", "10.75.0.1"), "the busy network still works");
+}

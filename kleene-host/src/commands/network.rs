@@ -210,42 +210,77 @@ pub fn inspect(ctx: &Ctx, ident: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `network rm`: every name is resolved before anything changes (one unknown name changes
+/// nothing), then all of them go at once.
 pub fn rm(ctx: &mut Ctx, idents: &[String]) -> Result<()> {
+    let mut state = ctx.state()?;
+    let session = ctx.begin(&state)?;
+    let mut ids: Vec<String> = Vec::new();
     for ident in idents {
-        let mut state = ctx.state()?;
-        let session = ctx.begin(&state)?;
         let id = state::resolve(&state.db, "networks", "network", ident)?;
-        let row = state::network_by_id(&state.db, &id)?;
-        let mut plan = Plan::new();
-        let endpoints = state::endpoints_where(&state.db, "network_id", &id)?;
-        for ep in &endpoints {
-            plan.extend(attach::disconnect_plan(ctx, &state, &row.network, ep)?);
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    remove(ctx, &mut state, session, &ids)
+}
+
+/// `network prune`: the networks without endpoints, chosen under the host lock so no
+/// container joins one between the choice and the removal.
+pub fn prune(ctx: &mut Ctx) -> Result<()> {
+    let mut state = ctx.state()?;
+    let session = ctx.begin(&state)?;
+    let mut unused = Vec::new();
+    for row in state::networks(&state.db)? {
+        if state::endpoints_where(&state.db, "network_id", &row.network.id)?.is_empty() {
+            unused.push(row.network.id);
+        }
+    }
+    remove(ctx, &mut state, session, &unused)
+}
+
+/// Remove the networks `ids` (disconnecting their containers) as one plan: one journal row,
+/// one state transaction, one firewall update, and the links deleted together by the
+/// executor. Removing hundreds this way costs about what creating them did, where one
+/// command per network paid the transaction, the firewall and a kernel RCU wait each time.
+fn remove(
+    ctx: &mut Ctx,
+    state: &mut state::State,
+    session: Option<(state::HostLock, Box<dyn crate::executor::Executor>)>,
+    ids: &[String],
+) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut plan = Plan::new();
+    let mut rows = Vec::new();
+    let mut endpoints = Vec::new();
+    for id in ids {
+        rows.push(state::network_by_id(&state.db, id)?);
+        endpoints.extend(state::endpoints_where(&state.db, "network_id", id)?);
+    }
+    let leaving: Vec<String> = endpoints.iter().map(|ep| ep.id.clone()).collect();
+    for row in &rows {
+        for ep in endpoints.iter().filter(|ep| ep.network_id == row.network.id) {
+            plan.extend(attach::disconnect_plan_among(ctx, state, &row.network, ep, &leaving)?);
         }
         let plugin = ctx.plugin(&row.network.kind, PluginKind::NetworkType)?;
         plan.extend(plugin.plan(&Call::NetworkRemove { network: row.network.clone() })?);
-        apply(ctx, &mut state, session, &format!("network rm {}", row.network.name), &plan, |tx, _| {
-            for ep in &endpoints {
-                state::delete_endpoint(tx, &ep.id)?;
-            }
-            state::delete_network(tx, &id)
-        })?;
-        if !ctx.global.dry_run {
+    }
+    let what = match rows.as_slice() {
+        [one] => format!("network rm {}", one.network.name),
+        many => format!("network rm of {} networks", many.len()),
+    };
+    apply(ctx, state, session, &what, &plan, |tx, _| {
+        for ep in &endpoints {
+            state::delete_endpoint(tx, &ep.id)?;
+        }
+        ids.iter().try_for_each(|id| state::delete_network(tx, id))
+    })?;
+    if !ctx.global.dry_run {
+        for id in ids {
             println!("{id}");
         }
     }
     Ok(())
-}
-
-pub fn prune(ctx: &mut Ctx) -> Result<()> {
-    let unused: Vec<String> = {
-        let state = ctx.state()?;
-        state::networks(&state.db)?
-            .into_iter()
-            .filter(|r| {
-                state::endpoints_where(&state.db, "network_id", &r.network.id).map(|e| e.is_empty()).unwrap_or(false)
-            })
-            .map(|r| r.network.id)
-            .collect()
-    };
-    rm(ctx, &unused)
 }

@@ -26,6 +26,9 @@ pub struct LinuxExecutor {
     /// Pair deletions put off until `finish`: a pair whose namespace is destroyed in the same
     /// plan dies with it, which spares a synchronous veth deletion (an RCU wait of ~10 ms).
     deferred_pairs: Vec<(String, String)>,
+    /// Link deletions put off until `finish`, where they go to the kernel as one batch
+    /// (`network rm` of many, `network prune`).
+    deferred_links: Vec<String>,
 }
 
 impl LinuxExecutor {
@@ -36,6 +39,7 @@ impl LinuxExecutor {
             sandboxes: HashMap::new(),
             cgroup_root: None,
             deferred_pairs: Vec::new(),
+            deferred_links: Vec::new(),
         }
     }
 
@@ -148,6 +152,14 @@ impl LinuxExecutor {
         Ok(())
     }
 
+    fn delete_deferred_links(&mut self) -> Result<()> {
+        let links = std::mem::take(&mut self.deferred_links);
+        if !links.is_empty() {
+            self.host()?.delete_links(&links).with_context(|| format!("cannot delete {}", links.join(", ")))?;
+        }
+        Ok(())
+    }
+
     fn restrict(&mut self, sandbox: &str, addresses: &[Cidr]) -> Result<()> {
         let cg = self.cgroup_path(sandbox)?;
         let mut r = ipnet::Restriction::default();
@@ -212,8 +224,14 @@ impl Executor for LinuxExecutor {
 
     fn apply(&mut self, op: &Op) -> Result<Vec<Fact>> {
         match op {
-            Op::CreateLink { name, kind } => return self.create_link(name, *kind),
-            Op::DeleteLink { name, .. } => self.host()?.delete_link(name)?,
+            Op::CreateLink { name, kind } => {
+                // A name deleted earlier in this plan is free only once that deletion ran.
+                if self.deferred_links.contains(name) {
+                    self.delete_deferred_links()?;
+                }
+                return self.create_link(name, *kind);
+            }
+            Op::DeleteLink { name, .. } => self.deferred_links.push(name.clone()),
             Op::SetLinkMac { name, mac } => self.host()?.set_mac(name, mac)?,
             Op::SetLinkUp { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, true)?,
             Op::SetLinkDown { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, false)?,
@@ -241,6 +259,13 @@ impl Executor for LinuxExecutor {
         if let Op::CreatePair { host, .. } = op {
             self.deferred_pairs.retain(|(h, _)| h != host);
         }
+        // Re-creating a link whose deletion is still pending: it was never deleted.
+        if let Op::CreateLink { name, .. } = op {
+            if let Some(pending) = self.deferred_links.iter().position(|l| l == name) {
+                self.deferred_links.remove(pending);
+                return Ok(());
+            }
+        }
         match self.apply(op) {
             Err(e) if already_done(&e) => Ok(()),
             other => other.map(|_| ()),
@@ -248,6 +273,7 @@ impl Executor for LinuxExecutor {
     }
 
     fn finish(&mut self) -> Result<()> {
+        self.delete_deferred_links()?;
         for (host, _) in std::mem::take(&mut self.deferred_pairs) {
             match self.host()?.delete_link(&host) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
