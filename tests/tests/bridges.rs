@@ -140,3 +140,38 @@ fn network_rm_of_many_is_all_or_nothing_and_prune_takes_every_link() {
     }
     assert!(ping(&sb, "c1", "10.75.0.1"), "the busy network still works");
 }
+
+#[test]
+fn a_full_bridge_refuses_the_next_port_in_one_line_and_keeps_working() {
+    let sb = Sandbox::new("bridge-full");
+    bridge(&sb, "full", "10.76.0.0/24");
+    // 1022 ports made directly (ifb: cheap, and they swallow the bridge's floods), so the
+    // next container takes port 1023, the kernel's last.
+    let batch: String = (0..1022).map(|i| format!("link add f{i} type ifb\nlink set f{i} master kleene0\n")).collect();
+    let file = sb.dir.path().join("ports.batch");
+    std::fs::write(&file, batch).unwrap();
+    sb.sh(&format!("ip -batch {}", file.display())).ok();
+    sb.kleene(&["container", "create", "-l", "vnet", "-n", "full", "last"]).ok();
+    let start = sb.kleene(&["container", "start", "last"]);
+    start.ok();
+    // The host-wide limits a bridge this size needs exist only in the initial namespace:
+    // from the test's own, kleene names them instead of raising them.
+    assert!(start.stderr.contains("net.core.netdev_max_backlog=2048"), "{}", start.stderr);
+    assert!(ping(&sb, "last", "10.76.0.1"), "the bridge's last port reaches the gateway");
+
+    sb.kleene(&["container", "create", "-l", "vnet", "-n", "full", "one-too-many"]).ok();
+    let links_before = sb.links();
+    let refused = sb.kleene(&["container", "start", "one-too-many"]);
+    let err = refused.err();
+    assert_eq!(
+        err,
+        "kleene: bridge kleene0 is full: a Linux bridge holds at most 1023 ports (kernel limit BR_MAX_PORTS); put the container on another network"
+    );
+    // Nothing of the refused start is left: not running, no pair end, no namespace pin.
+    let c = sb.kleene(&["container", "inspect", "one-too-many"]).json();
+    assert_eq!(c["container"]["running"], false, "{c}");
+    assert_eq!(sb.links(), links_before);
+    let pins = std::fs::read_dir(sb.dir.path().join("run/netns")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(pins, 1, "only the running container has a namespace");
+    assert!(ping(&sb, "last", "10.76.0.1"), "the refusal broke nothing");
+}

@@ -2,6 +2,7 @@
 //! namespaces for private stacks; one cgroup-v2 directory per container for its processes
 //! and, for restricted (ipnet) stacks, the BPF socket hooks.
 
+pub mod bridge_limits;
 pub mod cgroup;
 pub mod ipnet;
 pub mod netlink;
@@ -152,6 +153,18 @@ impl LinuxExecutor {
         Ok(())
     }
 
+    fn attach_to_bridge(&mut self, bridge: &str, member: &str) -> Result<()> {
+        let nl = self.host()?;
+        match nl.set_master(member, Some(bridge)) {
+            Err(e) if e.raw_os_error() == Some(libc::EXFULL) => return Err(bridge_limits::full_bridge(bridge)),
+            other => other?,
+        }
+        if let Some(port) = nl.link(member)?.and_then(|l| l.bridge_port) {
+            bridge_limits::fit_large_bridge(bridge, port);
+        }
+        Ok(())
+    }
+
     fn delete_deferred_links(&mut self) -> Result<()> {
         let links = std::mem::take(&mut self.deferred_links);
         if !links.is_empty() {
@@ -243,7 +256,7 @@ impl Executor for LinuxExecutor {
             }
             Op::CreatePair { host, peer, sandbox } => self.create_pair(host, peer, sandbox)?,
             Op::DeletePair { host, sandbox, .. } => self.deferred_pairs.push((host.clone(), sandbox.clone())),
-            Op::AttachToBridge { bridge, member } => self.host()?.set_master(member, Some(bridge))?,
+            Op::AttachToBridge { bridge, member } => self.attach_to_bridge(bridge, member)?,
             Op::DetachFromBridge { member, .. } => self.host()?.set_master(member, None)?,
             Op::AddDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.add_default_route(*gateway)?,
             Op::RemoveDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.del_default_route(*gateway)?,

@@ -52,6 +52,8 @@ const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_GROUP: u16 = 27;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
+const IFLA_INFO_SLAVE_DATA: u16 = 5;
+const IFLA_BRPORT_NO: u16 = 18;
 const VETH_INFO_PEER: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -79,6 +81,8 @@ pub struct LinkInfo {
     pub master: Option<u32>,
     /// The interface group (`ip link set ... group N`; 0 by default).
     pub group: u32,
+    /// Its port number on the bridge it is a port of (1-1023, the lowest free one).
+    pub bridge_port: Option<u16>,
 }
 
 impl Netlink {
@@ -540,7 +544,15 @@ fn status(body: &[u8]) -> io::Result<()> {
 fn parse_link(body: &[u8]) -> Option<LinkInfo> {
     let index = read_u32(body, 4)?;
     let flags = read_u32(body, 8)?;
-    let mut link = LinkInfo { index, name: String::new(), kind: None, up: flags & IFF_UP != 0, master: None, group: 0 };
+    let mut link = LinkInfo {
+        index,
+        name: String::new(),
+        kind: None,
+        up: flags & IFF_UP != 0,
+        master: None,
+        group: 0,
+        bridge_port: None,
+    };
     for (ty, data) in attrs(body.get(16..)?) {
         match ty {
             IFLA_IFNAME => link.name = c_string(data),
@@ -548,6 +560,9 @@ fn parse_link(body: &[u8]) -> Option<LinkInfo> {
             IFLA_GROUP => link.group = read_u32(data, 0).unwrap_or(0),
             IFLA_LINKINFO => {
                 link.kind = attrs(data).find(|&(t, _)| t == IFLA_INFO_KIND).map(|(_, kind)| c_string(kind));
+                let port = attrs(data).find(|&(t, _)| t == IFLA_INFO_SLAVE_DATA).map(|(_, port)| port);
+                let number = port.and_then(|p| attrs(p).find(|&(t, _)| t == IFLA_BRPORT_NO));
+                link.bridge_port = number.and_then(|(_, n)| Some(u16::from_ne_bytes(n.get(..2)?.try_into().ok()?)));
             }
             _ => {}
         }
