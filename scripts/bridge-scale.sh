@@ -42,22 +42,35 @@ done
 e=$(now_us)
 echo "started $N in $(( (e - s) / 1000 )) ms"
 
-addr() { $K container inspect "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["network_endpoints"][0]["ip_address"])'; }
-gw_fail=0; pair_fail=0
-s=$(now_us)
-for i in $(seq 1 "$N"); do
-    $K container exec "c$i" -- ping -c1 -W1 10.96.0.1 >/dev/null 2>&1 || gw_fail=$((gw_fail + 1))
-done
+# "name address" of every container, in start order.
+$K network inspect big > "$W/net.json"
+$K container ls -a --json > "$W/containers.json"
+python3 - "$W/net.json" "$W/containers.json" > "$W/addresses" <<'PY'
+import json, sys
+ip = {e["container_id"]: e["ip_address"] for e in json.load(open(sys.argv[1]))["network_endpoints"]}
+names = {c["id"]: c["name"] for c in json.load(open(sys.argv[2]))}
+for name, addr in sorted(((names[c], a) for c, a in ip.items()), key=lambda p: int(p[0][1:])):
+    print(name, addr)
+PY
+drops() { local s=0 _ d _rest; while read -r _ d _rest; do s=$((s + 0x$d)); done < /proc/net/softnet_stat; echo $s; }
+overflows() { dmesg 2>/dev/null | grep -c 'neighbor table overflow' || true; }
+probe() { # reads "name address target" lines: each container pings its target; prints the failures
+    local name addr target
+    while read -r name addr target; do
+        $K container exec "$name" -- ping -c1 -W1 "$target" </dev/null >/dev/null 2>&1 || echo "$name $addr $target"
+    done
+}
+d0=$(drops); o0=$(overflows); s=$(now_us)
+awk '{print $1, $2, "10.96.0.1"}' "$W/addresses" | probe > "$W/gw.failed"
 e=$(now_us)
-echo "gateway: $((N - gw_fail)) of $N containers reach it ($(( (e - s) / 1000 )) ms)"
-first=$(addr c1); prev=$first
-s=$(now_us)
-for i in $(seq "$N" -1 1); do
-    $K container exec "c$i" -- ping -c1 -W1 "$prev" >/dev/null 2>&1 || pair_fail=$((pair_fail + 1))
-    prev=$(addr "c$i")
-done
+echo "gateway: $((N - $(wc -l < "$W/gw.failed"))) of $N containers reach it at the first ping ($(( (e - s) / 1000 )) ms; backlog drops +$(( $(drops) - d0 )), neighbour-table overflows +$(( $(overflows) - o0 )))"
+[ -s "$W/gw.failed" ] && echo "  then on a second try: $(( $(wc -l < "$W/gw.failed") - $(probe < "$W/gw.failed" | wc -l) )) of $(wc -l < "$W/gw.failed")"
+d0=$(drops); s=$(now_us)
+# Each pings the next in start order; the last pings the first.
+awk 'NR == 1 {first = $2} NR > 1 {print prev, pa, $2} {prev = $1; pa = $2} END {print prev, pa, first}' "$W/addresses" | probe > "$W/pair.failed"
 e=$(now_us)
-echo "neighbours: $((N - pair_fail)) of $N containers reach the next one ($(( (e - s) / 1000 )) ms)"
+echo "neighbours: $((N - $(wc -l < "$W/pair.failed"))) of $N containers reach the next one ($(( (e - s) / 1000 )) ms; backlog drops +$(( $(drops) - d0 )))"
+gw_fail=$(wc -l < "$W/gw.failed"); pair_fail=$(wc -l < "$W/pair.failed")
 $K container create -l vnet -n big extra >/dev/null
 refusal=$($K container start extra 2>&1 || true)
 echo "container $((N + 1)): ${refusal:-started}"
