@@ -168,7 +168,12 @@ impl LinuxExecutor {
     fn delete_deferred_links(&mut self) -> Result<()> {
         let links = std::mem::take(&mut self.deferred_links);
         if !links.is_empty() {
-            self.host()?.delete_links(&links).with_context(|| format!("cannot delete {}", links.join(", ")))?;
+            let what = match links.as_slice() {
+                [one] => format!("interface {one}"),
+                [first, rest @ ..] => format!("interfaces {first} and {} more", rest.len()),
+                [] => unreachable!("not empty"),
+            };
+            self.host()?.delete_links(&links).with_context(|| format!("cannot delete {what}"))?;
         }
         Ok(())
     }
