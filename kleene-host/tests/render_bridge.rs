@@ -57,6 +57,8 @@ fn linux_bridge_create() {
     let net = bridge(Gw::Auto("10.0.0.1"), Gw::Auto("fd00::1"));
     let expected = [
         "ip link add kleene1 type bridge",
+        // A MAC of its own (the network id's bytes), never a port's; FreeBSD's has one.
+        "ip link set kleene1 address 02:00:00:00:00:02",
         "ip addr add 10.0.0.1/24 dev kleene1",
         "ip addr add fd00::1/64 dev kleene1",
         "ip link set kleene1 up",

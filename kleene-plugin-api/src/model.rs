@@ -171,6 +171,34 @@ pub struct Container {
     pub running: bool,
 }
 
+/// A locally administered unicast MAC address derived from `id`: the first 12 hex
+/// digits of a kleene id as six bytes (so the address shows which network it belongs to),
+/// any other text hashed; the locally-administered bit set, the multicast bit clear.
+/// The same id always gives the same address, so re-creating a link keeps it.
+pub fn local_mac(id: &str) -> [u8; 6] {
+    let hex = id.get(..12).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    let mut mac = [0u8; 6];
+    match hex {
+        Some(hex) => {
+            for (i, byte) in mac.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("checked hex digits");
+            }
+        }
+        None => {
+            // FNV-1a: stable across builds and platforms (std's hasher promises neither).
+            let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+            mac.copy_from_slice(&hash.to_be_bytes()[..6]);
+        }
+    }
+    mac[0] = (mac[0] & 0xfc) | 0x02;
+    mac
+}
+
+/// `aa:bb:cc:dd:ee:ff`, as `ip` and `ifconfig` print and take it.
+pub fn mac_string(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +226,16 @@ mod tests {
         let c: Cidr = "10.1.0.0/16".parse().unwrap();
         assert!(a.overlaps(&b) && b.overlaps(&a));
         assert!(!a.overlaps(&c));
+    }
+
+    #[test]
+    fn local_mac_is_stable_unicast_and_local() {
+        assert_eq!(mac_string(&local_mac("9075f81edd94")), "92:75:f8:1e:dd:94");
+        assert_eq!(local_mac("9075f81edd94"), local_mac("9075f81edd94"));
+        for id in ["ffffffffffff", "not an id", ""] {
+            let mac = local_mac(id);
+            assert_eq!(mac[0] & 0x03, 0x02, "{id}: locally administered unicast");
+        }
+        assert_ne!(local_mac("not an id"), local_mac("not an ie"));
     }
 }

@@ -53,6 +53,13 @@ pub enum Op {
         name: String,
         kind: LinkKind,
     },
+    /// Give a host link a fixed hardware address. A Linux bridge has none of its
+    /// own and borrows its lowest port's, which changes when that port leaves; a fixed one
+    /// keeps the containers' ARP entries for their gateway valid. Undone by deleting the link.
+    SetLinkMac {
+        name: String,
+        mac: [u8; 6],
+    },
     SetLinkUp {
         name: String,
         sandbox: Option<String>,
@@ -138,6 +145,8 @@ impl Op {
             DestroySandbox { sandbox, stack } => CreateSandbox { sandbox, stack },
             // The previous address set is only known to the planner: it supplies the undo.
             RestrictAddresses { .. } => return None,
+            // The link's previous address is not known; the link's own deletion undoes it.
+            SetLinkMac { .. } => return None,
         })
     }
 
@@ -164,6 +173,7 @@ impl Op {
         match self {
             CreateLink { .. } => "create_link",
             DeleteLink { .. } => "delete_link",
+            SetLinkMac { .. } => "set_link_mac",
             SetLinkUp { .. } => "set_link_up",
             SetLinkDown { .. } => "set_link_down",
             AddAddress { .. } => "add_address",

@@ -125,9 +125,22 @@ pub fn planned_links(plan: &Plan, network: &Network) -> Option<(String, String)>
 
 /// The driver's plan for `ep` leaving its network (empty for stopped containers).
 pub fn disconnect_plan(ctx: &mut Ctx, state: &State, network: &Network, ep: &Endpoint) -> Result<Plan> {
+    disconnect_plan_among(ctx, state, network, ep, &[])
+}
+
+/// [`disconnect_plan`] when the endpoints `leaving` go in the same plan (several networks
+/// removed at once): the driver must not count them among the container's other networks.
+pub fn disconnect_plan_among(
+    ctx: &mut Ctx,
+    state: &State,
+    network: &Network,
+    ep: &Endpoint,
+    leaving: &[String],
+) -> Result<Plan> {
     let container = state::container_by_id(&state.db, &ep.container_id)?;
     let all = attachments(&state.db, &container.id)?;
-    let (this, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|a| a.endpoint.id == ep.id);
+    let all = all.into_iter().filter(|a| a.endpoint.id == ep.id || !leaving.contains(&a.endpoint.id));
+    let (this, others): (Vec<_>, Vec<_>) = all.partition(|a| a.endpoint.id == ep.id);
     let attachment = this.into_iter().next().unwrap_or(Attachment { network: network.clone(), endpoint: ep.clone() });
     if !container.running {
         return Ok(Plan::new());

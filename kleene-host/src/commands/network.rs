@@ -258,43 +258,74 @@ pub fn inspect(ctx: &Ctx, ident: &str) -> Result<serde_json::Value> {
     Ok(doc)
 }
 
-/// Remove networks (disconnecting their containers first); their ids, in order. Stops at
-/// the first refusal, reporting the ids removed before it through `removed`.
+/// `network rm`: every name is resolved before anything changes (one unknown name changes
+/// nothing), then all of them go at once; their ids go to `removed`.
 pub fn rm(ctx: &mut Ctx, idents: &[String], removed: &mut Vec<String>) -> Result<()> {
+    let mut state = ctx.state()?;
+    let session = ctx.begin(&state)?;
+    let mut ids: Vec<String> = Vec::new();
     for ident in idents {
-        let mut state = ctx.state()?;
-        let session = ctx.begin(&state)?;
         let id = state::resolve(&state.db, "networks", "network", ident)?;
-        let row = state::network_by_id(&state.db, &id)?;
-        let mut plan = Plan::new();
-        let endpoints = state::endpoints_where(&state.db, "network_id", &id)?;
-        for ep in &endpoints {
-            plan.extend(attach::disconnect_plan(ctx, &state, &row.network, ep)?);
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    remove(ctx, &mut state, session, &ids, removed)
+}
+
+/// `network prune`: the networks without endpoints, chosen under the host lock so no
+/// container joins one between the choice and the removal; their ids go to `removed`.
+pub fn prune(ctx: &mut Ctx, removed: &mut Vec<String>) -> Result<()> {
+    let mut state = ctx.state()?;
+    let session = ctx.begin(&state)?;
+    let mut unused = Vec::new();
+    for row in state::networks(&state.db)? {
+        if state::endpoints_where(&state.db, "network_id", &row.network.id)?.is_empty() {
+            unused.push(row.network.id);
+        }
+    }
+    remove(ctx, &mut state, session, &unused, removed)
+}
+
+/// Remove the networks `ids` (disconnecting their containers) as one plan: one journal row,
+/// one state transaction, one firewall update, and the links deleted together by the
+/// executor. Removing hundreds this way costs about what creating them did, where one
+/// command per network paid the transaction, the firewall and a kernel RCU wait each time.
+fn remove(
+    ctx: &mut Ctx,
+    state: &mut state::State,
+    session: super::Session,
+    ids: &[String],
+    removed: &mut Vec<String>,
+) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut plan = Plan::new();
+    let mut rows = Vec::new();
+    let mut endpoints = Vec::new();
+    for id in ids {
+        rows.push(state::network_by_id(&state.db, id)?);
+        endpoints.extend(state::endpoints_where(&state.db, "network_id", id)?);
+    }
+    let leaving: Vec<String> = endpoints.iter().map(|ep| ep.id.clone()).collect();
+    for row in &rows {
+        for ep in endpoints.iter().filter(|ep| ep.network_id == row.network.id) {
+            plan.extend(attach::disconnect_plan_among(ctx, state, &row.network, ep, &leaving)?);
         }
         let plugin = ctx.plugin(&row.network.kind, PluginKind::NetworkType)?;
         plan.extend(plugin.plan(&Call::NetworkRemove { network: row.network.clone() })?);
-        apply(ctx, &mut state, session, &format!("network rm {}", row.network.name), &plan, |tx, _| {
-            for ep in &endpoints {
-                state::delete_endpoint(tx, &ep.id)?;
-            }
-            state::delete_network(tx, &id)
-        })?;
-        removed.push(id);
     }
-    Ok(())
-}
-
-/// Remove every network without endpoints; their ids.
-pub fn prune(ctx: &mut Ctx, removed: &mut Vec<String>) -> Result<()> {
-    let unused: Vec<String> = {
-        let state = ctx.state()?;
-        state::networks(&state.db)?
-            .into_iter()
-            .filter(|r| {
-                state::endpoints_where(&state.db, "network_id", &r.network.id).map(|e| e.is_empty()).unwrap_or(false)
-            })
-            .map(|r| r.network.id)
-            .collect()
+    let what = match rows.as_slice() {
+        [one] => format!("network rm {}", one.network.name),
+        many => format!("network rm of {} networks", many.len()),
     };
-    rm(ctx, &unused, removed)
+    apply(ctx, state, session, &what, &plan, |tx, _| {
+        for ep in &endpoints {
+            state::delete_endpoint(tx, &ep.id)?;
+        }
+        ids.iter().try_for_each(|id| state::delete_network(tx, id))
+    })?;
+    removed.extend(ids.iter().cloned());
+    Ok(())
 }

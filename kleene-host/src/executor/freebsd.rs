@@ -24,7 +24,7 @@
 
 use super::{check_failure, Executor, Fact, Renderer};
 use anyhow::Result;
-use kleene_plugin_api::{Check, Cidr, LinkKind, Op, Stack};
+use kleene_plugin_api::{mac_string, Check, Cidr, LinkKind, Op, Stack};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -49,6 +49,8 @@ pub struct FreeBsdRenderer {
     host_jail: HashMap<String, String>,
     /// Interfaces this script creates.
     created_links: HashSet<String>,
+    /// Bridges this plan created (they have a MAC of their own).
+    bridges: HashSet<String>,
     /// The default-route interface for pf's `kleenet_host_gw_if`, when the ruleset has none:
     /// looked up once, only for this renderer (nothing else needs it).
     host_gw_if: String,
@@ -112,9 +114,13 @@ impl FreeBsdRenderer {
         match op {
             Op::CreateLink { name, kind } => {
                 self.created_links.insert(name.clone());
+                if *kind == LinkKind::Bridge {
+                    self.bridges.insert(name.clone());
+                }
                 self.run(format!("ifconfig {} create name {}", clone_kind(*kind), word(name)))
             }
             Op::DeleteLink { name, .. } => self.run(destroy(name)),
+            Op::SetLinkMac { name, mac } => self.set_mac(name, mac),
             Op::SetLinkUp { name, sandbox } => self.link_up(name, sandbox.as_deref()),
             Op::SetLinkDown { name, sandbox } => self.link_down(name, sandbox.as_deref()),
             Op::AddAddress { link, address, prefix, sandbox } => {
@@ -164,6 +170,16 @@ impl FreeBsdRenderer {
             (Op::CreateSandbox { sandbox, .. }, Some(jail)) if jail.name == *sandbox => jail.undo = Some(registration),
             _ => self.run(registration),
         }
+    }
+
+    /// An `if_bridge` has a stable address of its own already (from the host id and its
+    /// name, never a member's), so a fixed MAC for a bridge is kleene's Linux concern only;
+    /// any other link gets the address as asked.
+    fn set_mac(&mut self, name: &str, mac: &[u8; 6]) {
+        if self.bridges.contains(name) {
+            return;
+        }
+        self.run(format!("ifconfig {} ether {}", word(name), mac_string(mac)));
     }
 
     fn is_pending(&self, jail: &str) -> bool {

@@ -4,7 +4,7 @@
 
 use super::{Executor, Fact, Renderer};
 use anyhow::Result;
-use kleene_plugin_api::{Check, Cidr, LinkKind, Op, Stack};
+use kleene_plugin_api::{mac_string, Check, Cidr, LinkKind, Op, Stack};
 use std::net::IpAddr;
 
 #[derive(Default)]
@@ -28,6 +28,7 @@ impl LinuxRenderer {
         match op {
             Op::CreateLink { name, kind } => self.run(format!("ip link add {name} type {}", link_type(*kind))),
             Op::DeleteLink { name, .. } => self.run(format!("ip link del {name}")),
+            Op::SetLinkMac { name, mac } => self.run(format!("ip link set {name} address {}", mac_string(mac))),
             Op::SetLinkUp { name, sandbox } => self.run(format!("{} link set {name} up", ip(sandbox))),
             Op::SetLinkDown { name, sandbox } => self.run(format!("{} link set {name} down", ip(sandbox))),
             Op::AddAddress { link, address, prefix, sandbox } => {

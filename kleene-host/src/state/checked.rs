@@ -126,7 +126,9 @@ pub fn journal(db: &Connection, what: &str, ops: &[Op], exec: &mut dyn Executor)
 /// sandbox).
 fn touches(op: &Op) -> (Option<&str>, Vec<&str>, Vec<&str>) {
     match op {
-        Op::CreateLink { name, .. } | Op::DeleteLink { name, .. } => (None, vec![name], vec![]),
+        Op::CreateLink { name, .. } | Op::DeleteLink { name, .. } | Op::SetLinkMac { name, .. } => {
+            (None, vec![name], vec![])
+        }
         Op::SetLinkUp { name, sandbox } | Op::SetLinkDown { name, sandbox } => on(name, sandbox),
         Op::AddAddress { link, sandbox, .. } | Op::RemoveAddress { link, sandbox, .. } => on(link, sandbox),
         Op::CreatePair { host, peer, sandbox } | Op::DeletePair { host, peer, sandbox } => {

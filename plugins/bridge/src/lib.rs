@@ -2,7 +2,9 @@
 //! itself with the subnet's prefix, so vnet containers route through the host; an explicit
 //! gateway is only the containers' default route (as in Kleene).
 
-use kleene_plugin_api::{Call, Host, LinkKind, Network, NetworkTraits, Op, Plan, Plugin, PluginError, PluginInfo};
+use kleene_plugin_api::{
+    local_mac, Call, Host, LinkKind, Network, NetworkTraits, Op, Plan, Plugin, PluginError, PluginInfo, Step,
+};
 use std::net::IpAddr;
 
 #[derive(Default)]
@@ -24,9 +26,15 @@ impl Plugin for Bridge {
 
     fn plan(&self, call: &Call, _host: &Host<'_>) -> Result<Plan, PluginError> {
         match call {
-            // Kleene never brings its bridges up; `own_link` does.
+            // Kleene never brings its bridges up; `own_link` does. Right after creation the
+            // bridge gets a MAC of its own, derived from the network id: otherwise Linux lends
+            // it the lowest port's, and when that container stops the gateway's MAC changes
+            // under every other container's ARP entry. The id keeps it across reconcile.
             Call::NetworkCreate { network } => {
-                Ok(Plan::own_link(&network.interface, LinkKind::Bridge, &held_gateways(network)))
+                let mut plan = Plan::own_link(&network.interface, LinkKind::Bridge, &held_gateways(network));
+                let mac = Op::SetLinkMac { name: network.interface.clone(), mac: local_mac(&network.id) };
+                plan.steps.insert(1, Step { op: mac, undo: vec![] });
+                Ok(plan)
             }
             Call::NetworkRemove { network } => {
                 let mut plan = Plan::new();

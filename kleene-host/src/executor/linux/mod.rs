@@ -2,6 +2,7 @@
 //! namespaces for private stacks; one cgroup-v2 directory per container for its processes
 //! and, for restricted (ipnet) stacks, the BPF socket hooks.
 
+pub mod bridge_limits;
 pub mod cgroup;
 pub mod ipnet;
 pub mod netlink;
@@ -33,6 +34,9 @@ pub struct LinuxExecutor {
     /// once nothing else holds that namespace (an fd, a process, a copied mount), and
     /// the kernel reaps namespaces asynchronously even then.
     deferred_pairs: Vec<(String, String)>,
+    /// Link deletions put off until `finish`, where they go to the kernel as one batch
+    /// (`network rm` of many, `network prune`).
+    deferred_links: Vec<String>,
 }
 
 impl LinuxExecutor {
@@ -43,6 +47,7 @@ impl LinuxExecutor {
             sandboxes: HashMap::new(),
             cgroup_root: None,
             deferred_pairs: Vec::new(),
+            deferred_links: Vec::new(),
         }
     }
 
@@ -158,10 +163,42 @@ impl LinuxExecutor {
         Ok(())
     }
 
+    fn attach_to_bridge(&mut self, bridge: &str, member: &str) -> Result<()> {
+        let nl = self.host()?;
+        match nl.set_master(member, Some(bridge)) {
+            Err(e) if e.raw_os_error() == Some(libc::EXFULL) => return Err(bridge_limits::full_bridge(bridge)),
+            other => other?,
+        }
+        if let Some(port) = nl.link(member)?.and_then(|l| l.bridge_port) {
+            bridge_limits::fit_large_bridge(bridge, port);
+        }
+        Ok(())
+    }
+
+    fn delete_deferred_links(&mut self) -> Result<()> {
+        let links = std::mem::take(&mut self.deferred_links);
+        if !links.is_empty() {
+            let what = match links.as_slice() {
+                [one] => format!("interface {one}"),
+                [first, rest @ ..] => format!("interfaces {first} and {} more", rest.len()),
+                [] => unreachable!("not empty"),
+            };
+            self.host()?.delete_links(&links).with_context(|| format!("cannot delete {what}"))?;
+        }
+        Ok(())
+    }
+
     fn apply_op(&mut self, op: &Op) -> Result<Vec<Fact>> {
         match op {
-            Op::CreateLink { name, kind } => return self.create_link(name, *kind),
-            Op::DeleteLink { name, .. } => self.host()?.delete_link(name)?,
+            Op::CreateLink { name, kind } => {
+                // A name deleted earlier in this plan is free only once that deletion ran.
+                if self.deferred_links.contains(name) {
+                    self.delete_deferred_links()?;
+                }
+                return self.create_link(name, *kind);
+            }
+            Op::DeleteLink { name, .. } => self.deferred_links.push(name.clone()),
+            Op::SetLinkMac { name, mac } => self.host()?.set_mac(name, mac)?,
             Op::SetLinkUp { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, true)?,
             Op::SetLinkDown { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, false)?,
             Op::AddAddress { link, address, prefix, sandbox } => {
@@ -172,7 +209,7 @@ impl LinuxExecutor {
             }
             Op::CreatePair { host, peer, sandbox } => self.create_pair(host, peer, sandbox)?,
             Op::DeletePair { host, sandbox, .. } => self.deferred_pairs.push((host.clone(), sandbox.clone())),
-            Op::AttachToBridge { bridge, member } => self.host()?.set_master(member, Some(bridge))?,
+            Op::AttachToBridge { bridge, member } => self.attach_to_bridge(bridge, member)?,
             Op::DetachFromBridge { member, .. } => self.host()?.set_master(member, None)?,
             Op::AddDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.add_default_route(*gateway)?,
             Op::RemoveDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.del_default_route(*gateway)?,
@@ -283,6 +320,13 @@ impl Executor for LinuxExecutor {
         if let Op::CreatePair { host, .. } = op {
             self.deferred_pairs.retain(|(h, _)| h != host);
         }
+        // Re-creating a link whose deletion is still pending: it was never deleted.
+        if let Op::CreateLink { name, .. } = op {
+            if let Some(pending) = self.deferred_links.iter().position(|l| l == name) {
+                self.deferred_links.remove(pending);
+                return Ok(());
+            }
+        }
         match self.apply(op) {
             Err(e) if already_done(&e) => Ok(()),
             other => other.map(|_| ()),
@@ -290,6 +334,7 @@ impl Executor for LinuxExecutor {
     }
 
     fn finish(&mut self) -> Result<()> {
+        self.delete_deferred_links()?;
         for (host, _) in std::mem::take(&mut self.deferred_pairs) {
             match self.host()?.delete_link(&host) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -44,13 +44,17 @@ const RT_SCOPE_NOWHERE: u8 = 255;
 const RTN_UNICAST: u8 = 1;
 
 // linux/if_link.h, linux/veth.h, linux/if_addr.h
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_IFALIAS: u16 = 20;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_GROUP: u16 = 27;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
+const IFLA_INFO_SLAVE_DATA: u16 = 5;
+const IFLA_BRPORT_NO: u16 = 18;
 const VETH_INFO_PEER: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -78,6 +82,10 @@ pub struct LinkInfo {
     pub master: Option<u32>,
     /// `IFLA_IFALIAS`, the free-text description (`ip link set X alias TEXT`).
     pub alias: Option<String>,
+    /// The interface group (`ip link set ... group N`; 0 by default).
+    pub group: u32,
+    /// Its port number on the bridge it is a port of (1-1023, the lowest free one).
+    pub bridge_port: Option<u16>,
 }
 
 impl Netlink {
@@ -146,11 +154,65 @@ impl Netlink {
         self.ack(req).map_err(|e| nodev_to_not_found(e, name))
     }
 
+    /// Deletes every link of `names` that exists, in one kernel operation: the links are
+    /// moved into an interface group no other link is in, and the group is deleted. The
+    /// kernel then unregisters them together, paying its synchronisation (an RCU grace
+    /// period, ~15 ms here) once instead of once per link. Links already gone are skipped.
+    pub fn delete_links(&mut self, names: &[String]) -> io::Result<()> {
+        if let [one] = names {
+            return match self.delete_link(one) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            };
+        }
+        let group = self.unused_group()?;
+        let mut any = false;
+        for name in names {
+            match self.set_group(name, group) {
+                Ok(()) => any = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !any {
+            return Ok(());
+        }
+        let mut req = Request::new(RTM_DELLINK, 0);
+        req.push(&ifinfomsg(0, 0));
+        req.attr(IFLA_GROUP, &group.to_ne_bytes());
+        self.ack(req)
+    }
+
+    fn set_group(&mut self, name: &str, group: u32) -> io::Result<()> {
+        let mut req = Request::new(RTM_NEWLINK, 0);
+        req.push(&ifinfomsg(0, 0));
+        req.attr_str(IFLA_IFNAME, checked_name(name)?);
+        req.attr(IFLA_GROUP, &group.to_ne_bytes());
+        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+    }
+
+    /// An interface group no link of this namespace is in (so deleting it deletes only the
+    /// links put there), away from the small numbers people use.
+    fn unused_group(&mut self) -> io::Result<u32> {
+        let used: std::collections::HashSet<u32> = self.links()?.into_iter().map(|l| l.group).collect();
+        let base = 0x6b6c_0000 | (std::process::id() & 0xffff);
+        Ok((base..).find(|g| !used.contains(g)).expect("fewer links than groups"))
+    }
+
     pub fn set_up(&mut self, name: &str, up: bool) -> io::Result<()> {
         let flags = if up { IFF_UP } else { 0 };
         let mut req = Request::new(RTM_NEWLINK, 0);
         req.push(&ifinfomsg(flags, IFF_UP));
         req.attr_str(IFLA_IFNAME, checked_name(name)?);
+        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+    }
+
+    /// Sets the hardware address of `name`.
+    pub fn set_mac(&mut self, name: &str, mac: &[u8; 6]) -> io::Result<()> {
+        let mut req = Request::new(RTM_NEWLINK, 0);
+        req.push(&ifinfomsg(0, 0));
+        req.attr_str(IFLA_IFNAME, checked_name(name)?);
+        req.attr(IFLA_ADDRESS, mac);
         self.ack(req).map_err(|e| nodev_to_not_found(e, name))
     }
 
@@ -500,15 +562,27 @@ fn status(body: &[u8]) -> io::Result<()> {
 fn parse_link(body: &[u8]) -> Option<LinkInfo> {
     let index = read_u32(body, 4)?;
     let flags = read_u32(body, 8)?;
-    let mut link =
-        LinkInfo { index, name: String::new(), kind: None, up: flags & IFF_UP != 0, master: None, alias: None };
+    let mut link = LinkInfo {
+        index,
+        name: String::new(),
+        kind: None,
+        up: flags & IFF_UP != 0,
+        master: None,
+        alias: None,
+        group: 0,
+        bridge_port: None,
+    };
     for (ty, data) in attrs(body.get(16..)?) {
         match ty {
             IFLA_IFNAME => link.name = c_string(data),
             IFLA_MASTER => link.master = read_u32(data, 0).filter(|&m| m != 0),
             IFLA_IFALIAS => link.alias = Some(c_string(data)).filter(|a| !a.is_empty()),
+            IFLA_GROUP => link.group = read_u32(data, 0).unwrap_or(0),
             IFLA_LINKINFO => {
                 link.kind = attrs(data).find(|&(t, _)| t == IFLA_INFO_KIND).map(|(_, kind)| c_string(kind));
+                let port = attrs(data).find(|&(t, _)| t == IFLA_INFO_SLAVE_DATA).map(|(_, port)| port);
+                let number = port.and_then(|p| attrs(p).find(|&(t, _)| t == IFLA_BRPORT_NO));
+                link.bridge_port = number.and_then(|(_, n)| Some(u16::from_ne_bytes(n.get(..2)?.try_into().ok()?)));
             }
             _ => {}
         }
