@@ -49,13 +49,14 @@ import sqlite3, sys
 db, have, want = sqlite3.connect(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 for i in range(have, want):
     hi, lo = divmod(i, 250)
-    nid, cid = "n%011d" % i, "c%011d" % i
+    # Ids as kleene makes them (12 lowercase hex digits), kept apart by their first digit.
+    nid, cid = "a%011x" % i, "c%011x" % i
     db.execute("INSERT INTO networks (id, name, type, interface, subnet, nat, icc, internal) "
                "VALUES (?, ?, 'loopback', ?, ?, 'lo', ?, ?)",
                (nid, "n%d" % i, "kleene%d" % i, "10.%d.%d.0/24" % (100 + hi, lo), i % 3 != 0, i % 7 == 0))
     db.execute("INSERT INTO containers (id, name, driver, running) VALUES (?, ?, 'ipnet', 1)", (cid, "c%d" % i))
     db.execute("INSERT INTO endpoints (id, seq, network_id, container_id, ip_address) VALUES (?, ?, ?, ?, ?)",
-               ("e%011d" % i, i, nid, cid, "10.%d.%d.1" % (100 + hi, lo)))
+               ("e%011x" % i, i, nid, cid, "10.%d.%d.1" % (100 + hi, lo)))
     db.execute("INSERT INTO published (container_id, seq, spec) VALUES (?, 0, ?)", (cid, "%d:80" % (10000 + i)))
 db.commit()
 PY
