@@ -132,12 +132,26 @@ fn is_chain_name(name: &str) -> bool {
 }
 
 /// One element of a set or map. Its identity in the kernel is [`Element::key`] alone: the
-/// comment and the map value are attributes of that key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// comment and the map value are attributes of that key. Stored as `[key, comment, data]`:
+/// a table holds thousands of elements, and field names would double the file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(from = "(Vec<Value>, Option<String>, Option<Data>)")]
 pub struct Element {
     pub key: Vec<Value>,
     pub comment: Option<String>,
     pub data: Option<Data>,
+}
+
+impl From<(Vec<Value>, Option<String>, Option<Data>)> for Element {
+    fn from((key, comment, data): (Vec<Value>, Option<String>, Option<Data>)) -> Element {
+        Element { key, comment, data }
+    }
+}
+
+impl Serialize for Element {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.key, &self.comment, &self.data).serialize(s)
+    }
 }
 
 impl Element {
@@ -199,8 +213,13 @@ impl Set {
 
     /// Adds `elements`; a key already present (the same address twice) keeps its first entry.
     pub fn with(mut self, elements: impl IntoIterator<Item = Element>) -> Set {
-        let mut seen: HashSet<Vec<Value>> = self.elements.iter().map(|e| e.key.clone()).collect();
-        self.elements.extend(elements.into_iter().filter(|e| seen.insert(e.key.clone())));
+        self.elements.extend(elements);
+        let keep: Vec<bool> = {
+            let mut seen = HashSet::with_capacity(self.elements.len());
+            self.elements.iter().map(|e| seen.insert(&e.key)).collect()
+        };
+        let mut keep = keep.into_iter();
+        self.elements.retain(|_| keep.next().unwrap_or(true));
         self
     }
 
