@@ -15,8 +15,15 @@ use std::fmt::Write;
 /// The element changes that turn one table into another with the same sets and chains.
 #[derive(Debug, Default)]
 pub struct Delta<'a> {
-    /// Per set, the elements to delete (named by key) and then those to add.
-    changes: Vec<(&'a str, Vec<&'a Element>, Vec<&'a Element>)>,
+    changes: Vec<SetChange<'a>>,
+}
+
+/// One set's elements that went (deleted by key) and came.
+#[derive(Debug)]
+struct SetChange<'a> {
+    set: &'a str,
+    gone: Vec<&'a Element>,
+    came: Vec<&'a Element>,
 }
 
 impl Delta<'_> {
@@ -28,7 +35,7 @@ impl Delta<'_> {
     /// deleted and added again in the same transaction).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for (set, gone, _) in self.changes.iter().filter(|(_, gone, _)| !gone.is_empty()) {
+        for SetChange { set, gone, .. } in self.changes.iter().filter(|c| !c.gone.is_empty()) {
             let _ = write!(out, "delete element {TABLE} {set} {{ ");
             for (i, e) in gone.iter().enumerate() {
                 let sep = if i > 0 { ", " } else { "" };
@@ -36,8 +43,8 @@ impl Delta<'_> {
             }
             out.push_str(" }\n");
         }
-        for (set, _, came) in self.changes.iter().filter(|(_, _, came)| !came.is_empty()) {
-            let _ = write!(out, "add element {TABLE} {set} {{\n");
+        for SetChange { set, came, .. } in self.changes.iter().filter(|c| !c.came.is_empty()) {
+            let _ = writeln!(out, "add element {TABLE} {set} {{");
             for (i, e) in came.iter().enumerate() {
                 let sep = if i + 1 < came.len() { "," } else { "" };
                 let _ = writeln!(out, "\t{e}{sep}");
@@ -67,7 +74,7 @@ pub fn diff<'a>(old: &'a Table, new: &'a Table) -> Option<Delta<'a>> {
         let gone: Vec<&Element> = o.elements.iter().filter(|e| !is.contains(e)).collect();
         let came: Vec<&Element> = n.elements.iter().filter(|e| !was.contains(e)).collect();
         if !gone.is_empty() || !came.is_empty() {
-            delta.changes.push((&n.name, gone, came));
+            delta.changes.push(SetChange { set: &n.name, gone, came });
         }
     }
     Some(delta)
