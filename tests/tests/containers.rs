@@ -428,7 +428,7 @@ fn reconcile_rebuilds_what_a_reboot_took_away() {
         }
     }
     sb.sh("ip link del kleene0 && nft flush ruleset").ok();
-    let _ = std::fs::remove_file(sb.dir.path().join("run/firewall.nft"));
+    let _ = std::fs::remove_file(sb.dir.path().join("run/firewall.json"));
     let _ = std::fs::remove_dir(cgroup2().join("kleene"));
     settled_traces(&sb, &ids[0]);
 

@@ -535,3 +535,43 @@ fn dry_run_prints_the_ruleset_for_both_platforms() {
     let reconcile = sb.kleene(&["--dry-run", "--os", "freebsd", "system", "reconcile"]).ok();
     assert!(reconcile.contains("\npfctl -a kleene -f - <<'EOF'\n"), "{reconcile}");
 }
+
+/// The record of the table last loaded (run dir) is input like any file: one whose element
+/// could not be kleene's (an interface name written to end the delete and flush the ruleset),
+/// or one that lists an element the kernel never had, leads to a full replacement, and the
+/// kernel ends up with exactly the rules of the state, the operator's table untouched.
+#[test]
+fn a_crafted_or_lying_firewall_record_leads_to_a_full_replacement() {
+    let sb = Sandbox::new("fw-record");
+    sb.sh("nft add table inet operator && nft add chain inet operator mine").ok();
+    network(&sb, &["-t", "bridge", "--subnet", "10.63.0.0/24", "a"]);
+    let record = sb.dir.path().join("run/firewall.json");
+    let stored = std::fs::read_to_string(&record).unwrap();
+    let element = "{\"Net\":\"10.63.0.0/24\"}";
+    assert!(stored.contains(element), "{stored}");
+    let subnets = || sb.sh("nft list set inet kleene subnets4").ok();
+
+    let crafted = stored.replacen(element, "{\"Ifname\":\"x\\\" }; flush ruleset; #\"}", 1);
+    std::fs::write(&record, crafted).unwrap();
+    let run = sb.kleene(&["-vv", "network", "create", "-t", "bridge", "--subnet", "10.64.0.0/24", "b"]);
+    run.ok();
+    assert!(run.stderr.contains("stored set subnets4 holds an element of the wrong type"), "{}", run.stderr);
+    assert!(run.stderr.contains("firewall: replaced table inet kleene"), "{}", run.stderr);
+    assert!(sb.sh("nft list tables").ok().contains("table inet operator"));
+    let now = subnets();
+    assert!(now.contains("10.63.0.0/24") && now.contains("10.64.0.0/24"), "{now}");
+
+    // Well-formed, but it claims the kernel holds a subnet it does not: deleting it fails, and
+    // the update falls back to the replacement in the same run.
+    let stored = std::fs::read_to_string(&record).unwrap();
+    let lying = stored.replacen(element, "{\"Net\":\"10.99.0.0/24\"}", 1);
+    assert_ne!(lying, stored);
+    std::fs::write(&record, lying).unwrap();
+    let run = sb.kleene(&["-vv", "network", "rm", "b"]);
+    run.ok();
+    assert!(run.stderr.contains("the element update failed"), "{}", run.stderr);
+    assert!(run.stderr.contains("firewall: replaced table inet kleene"), "{}", run.stderr);
+    let now = subnets();
+    assert!(now.contains("10.63.0.0/24") && !now.contains("10.64.0.0/24") && !now.contains("10.99"), "{now}");
+    assert!(sb.sh("nft list tables").ok().contains("table inet operator"));
+}

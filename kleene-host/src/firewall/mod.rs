@@ -9,7 +9,6 @@
 
 mod load;
 pub mod nft;
-pub mod nft_delta;
 pub mod pf;
 
 pub use load::{forwarding_needed, load};
@@ -23,7 +22,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Transport protocol of a published port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Proto {
     Tcp,
     Udp,

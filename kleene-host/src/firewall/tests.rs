@@ -310,9 +310,10 @@ fn nft_delta_reaches_the_same_table_as_a_full_load() {
     // moved, a port added, one removed.
     after.networks.push(fw(net("extra", "bridge", "kleene2", Some("10.30.0.0/24"), None), vec![], &[]));
     after.networks[1].endpoints[0] = ep("db", "ipnet", Some("10.20.0.7"), None, &["5433"]);
-    let (old, new) = (nft::render(&before), nft::render(&after));
-    let delta = nft_delta::delta(&old, &new).expect("only elements changed");
+    let (old, new) = (nft::table(&before), nft::table(&after));
+    let delta = nft::delta::diff(&old, &new).expect("only elements changed").render();
     assert!(!delta.is_empty() && !delta.contains("chain"), "{delta}");
+    let (old, new) = (old.render(), new.render());
     let files: Vec<PathBuf> =
         [("old", &old), ("delta", &delta), ("new", &new)].iter().map(|(n, t)| temp_file(n, t)).collect();
     let script = format!(

@@ -2,10 +2,13 @@
 //! only that table), and the forwarding sysctls the networks need.
 //!
 //! Loading goes through libnftables in-process when the library is there (what `nft` itself
-//! links), which spares a process start per change, else through `nft -f -`. The last script
-//! loaded is kept in the run dir: an unchanged ruleset is not loaded again. The run dir lives
-//! in /run, so after a reboot (when the kernel's table is gone too) everything is reloaded.
+//! links), which spares a process start per change, else through `nft -f -`. The model of the
+//! table last loaded is kept in the run dir: an unchanged ruleset is not loaded again, and one
+//! that changed only in set elements is updated element by element. The run dir lives in /run,
+//! so after a reboot (when the kernel's table is gone too) everything is reloaded.
 
+use crate::firewall::nft::delta::{self, Update};
+use crate::firewall::nft::table::Table;
 use crate::firewall::{self, Ruleset};
 use anyhow::{bail, Context, Result};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -13,8 +16,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// File in the run dir holding the last script loaded into the kernel.
-pub const APPLIED: &str = "firewall.nft";
+/// File in the run dir holding the model of the table last loaded into the kernel.
+pub const APPLIED: &str = "firewall.json";
+
+/// Larger than any table kleene writes (~1 MB at 1000 networks and ports); a bigger file is
+/// not one of kleene's and is not read.
+const APPLIED_MAX: u64 = 64 << 20;
 
 /// `nft` from PATH, or where distributions install it when PATH lacks the sbin directories.
 fn nft_binary() -> PathBuf {
@@ -130,6 +137,41 @@ fn enable(path: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The stored model of the table last loaded, if it is a plain file of root's (or ours) of a
+/// sane size; None (with the reason logged) otherwise: the caller then replaces the table.
+fn read_applied(path: &Path) -> Option<Vec<u8>> {
+    open_applied(path).map_err(|why| tracing::debug!("not using {}: {why}", path.display())).ok()
+}
+
+fn open_applied(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // No following a link, no blocking on a FIFO planted under the name.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() || meta.len() > APPLIED_MAX {
+        return Err("not a plain file of a table's size".into());
+    }
+    crate::trust::check_owner_and_mode(path, &meta)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(APPLIED_MAX).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
+/// Records `table` as loaded, readable and writable by its owner only.
+fn write_applied(path: &Path, table: &Table) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(&table.to_stored())
+}
+
 /// Applies `rules`: forwarding first (never turned off again: other tools may rely on it),
 /// then the table, unless it is what `applied` says the kernel already has.
 pub fn apply(rules: &Ruleset, applied: &Path) -> Result<()> {
@@ -140,37 +182,46 @@ pub fn apply(rules: &Ruleset, applied: &Path) -> Result<()> {
     if v6 {
         enable(Path::new("/proc/sys/net/ipv6/conf/all/forwarding"), "net.ipv6.conf.all.forwarding")?;
     }
-    let script = firewall::nft::render(rules);
-    let last = std::fs::read_to_string(applied).ok();
-    let update = last.as_deref().and_then(|last| firewall::nft_delta::delta(last, &script));
-    if update.as_deref() == Some("") {
-        tracing::debug!("firewall unchanged");
-        return Ok(());
-    }
-    // Forget the old script first: if loading fails or we die mid-way, the next change
+    // Timed from building the table on: the figure bench/firewall.sh reports as the rule update.
+    let t = std::time::Instant::now();
+    let table = firewall::nft::table(rules);
+    let elements = match delta::update(read_applied(applied).as_deref(), &table) {
+        Update::Unchanged => {
+            tracing::debug!("firewall unchanged");
+            return Ok(());
+        }
+        Update::Elements(script) => Some(script),
+        Update::Replace(why) => {
+            tracing::debug!("replacing the whole table: {why}");
+            None
+        }
+    };
+    // Forget the old table first: if loading fails or we die mid-way, the next change
     // reloads everything rather than trusting a record the kernel may not match.
     let _ = std::fs::remove_file(applied);
-    let t = std::time::Instant::now();
-    let how = match (update, last.is_some()) {
-        (Some(delta), _) => load(&delta).map(|()| "updated the sets of"),
-        (None, true) => Err(anyhow::anyhow!("rules or set definitions changed")),
-        (None, false) => Err(anyhow::anyhow!("no record of the table in the kernel")),
-    }
-    .or_else(|e| {
-        tracing::debug!("replacing the whole table: {e:#}");
-        load(&script).map(|()| "replaced")
-    })?;
+    let updated = elements.and_then(|script| match load(&script) {
+        Ok(()) => Some(("updated the sets of", script.len())),
+        Err(e) => {
+            tracing::debug!("replacing the whole table: the element update failed: {e:#}");
+            None
+        }
+    });
+    let (how, bytes) = match updated {
+        Some(done) => done,
+        None => {
+            let script = table.render();
+            load(&script)?;
+            ("replaced", script.len())
+        }
+    };
     tracing::info!(
         networks = rules.networks.len(),
-        bytes = script.len(),
+        bytes,
         "firewall: {how} table {} in {:?}",
         firewall::nft::TABLE,
         t.elapsed()
     );
-    if let Some(dir) = applied.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    if let Err(e) = std::fs::write(applied, &script) {
+    if let Err(e) = write_applied(applied, &table) {
         tracing::debug!("cannot record the applied firewall: {e}");
     }
     Ok(())
