@@ -28,6 +28,8 @@ pub struct Ctx {
     loaded: Vec<Plugin>,
     /// The default-route interface, looked up once per command.
     gw_if: std::cell::OnceCell<String>,
+    /// A long-lived server's database connection, kept between requests.
+    keeper: Option<crate::state::Keeper>,
 }
 
 impl Ctx {
@@ -39,13 +41,13 @@ impl Ctx {
         };
         let state_dir = global.state_dir.clone().unwrap_or_else(|| state_default.into());
         let run_dir = global.run_dir.clone().unwrap_or_else(|| run_default.into());
-        Ctx { global, state_dir, run_dir, registry: None, loaded: Vec::new(), gw_if: Default::default() }
+        Ctx { global, state_dir, run_dir, registry: None, loaded: Vec::new(), gw_if: Default::default(), keeper: None }
     }
 
     /// A context for a long-lived server, made from this one: same directories and flags,
-    /// nothing cached yet.
+    /// nothing cached yet; the database connection is kept between requests.
     pub fn detached(&self) -> Ctx {
-        Ctx::new(self.global.clone())
+        Ctx { keeper: Some(Default::default()), ..Ctx::new(self.global.clone()) }
     }
 
     /// Forget what may change between a server's requests (the default route); loaded plugins
@@ -85,13 +87,16 @@ impl Ctx {
 
     /// The state database, for commands that only read it.
     pub fn read_state(&self) -> Result<State> {
-        State::open(&self.state_dir)
+        match &self.keeper {
+            Some(keeper) => State::open_kept(&self.state_dir, keeper),
+            None => State::open(&self.state_dir),
+        }
     }
 
     /// The state database. Rows from before plugin API 1.1 get their plugins' declarations
     /// recorded on first use (so the firewall can read them without loading plugins).
     pub fn state(&mut self) -> Result<State> {
-        let state = State::open(&self.state_dir)?;
+        let state = self.read_state()?;
         let (drivers, types) = crate::state::undeclared(&state.db)?;
         for driver in drivers {
             match self.plugin(&driver, PluginKind::Driver) {

@@ -57,10 +57,60 @@ ALTER TABLE containers ADD COLUMN config TEXT;
 ];
 
 pub struct State {
-    pub db: Connection,
+    pub db: Db,
+}
+
+/// Where a long-lived process (`kleene serve`) keeps its database connection between
+/// requests: a [`State`] opened through it hands the connection back when dropped, so a
+/// request pays no open, trust check or migration check.
+#[derive(Clone, Default)]
+pub struct Keeper(std::sync::Arc<std::sync::Mutex<Option<Connection>>>);
+
+impl Keeper {
+    fn take(&self) -> Option<Connection> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// The database connection of a [`State`] (a `Connection` for every use).
+pub struct Db {
+    conn: Option<Connection>,
+    keeper: Option<Keeper>,
+}
+
+impl std::ops::Deref for Db {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Db {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let (Some(keeper), Some(conn)) = (&self.keeper, self.conn.take()) {
+            *keeper.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+        }
+    }
 }
 
 impl State {
+    /// The state in `dir` through `keeper`'s connection if it holds one (opened, checked and
+    /// migrated by an earlier call), else opened now and kept when dropped.
+    pub fn open_kept(dir: &Path, keeper: &Keeper) -> Result<State> {
+        let mut state = match keeper.take() {
+            Some(conn) => State { db: Db { conn: Some(conn), keeper: None } },
+            None => State::open(dir)?,
+        };
+        state.db.keeper = Some(keeper.clone());
+        Ok(state)
+    }
+
     pub fn open(dir: &Path) -> Result<State> {
         // Whoever can write the database decides what kleene, as root, does next.
         crate::trust::ensure_private_dir("state dir", dir)?;
@@ -80,7 +130,7 @@ impl State {
         db.pragma_update(None, "wal_autocheckpoint", 64)?;
         db.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         migrate(&db)?;
-        Ok(State { db })
+        Ok(State { db: Db { conn: Some(db), keeper: None } })
     }
 }
 
