@@ -9,3 +9,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 rustup target list --installed | grep -qx x86_64-unknown-freebsd || rustup target add x86_64-unknown-freebsd
+# Kleene's own client (klee), for the API tests and the API benchmark: a pre-release on PyPI,
+# in a virtual environment of its own. Tests find it here, or through KLEENE_KLEE.
+KLEE_VENV=/opt/kleene-test/klee-venv
+if ! "$KLEE_VENV/bin/klee" --version >/dev/null 2>&1; then
+  dpkg -s python3-venv >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+  python3 -m venv "$KLEE_VENV"
+  "$KLEE_VENV/bin/pip" install -q --pre kleene-cli==0.1.0rc4
+fi

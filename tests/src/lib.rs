@@ -2,6 +2,8 @@
 //! kleene inside a network namespace made for the test, so no test touches the machine's
 //! own interfaces. The test command (README) builds the workspace before running tests.
 
+pub mod server;
+
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -91,6 +93,10 @@ pub struct Run {
 }
 
 impl Run {
+    pub fn from_output(out: Output) -> Run {
+        Run::from(out)
+    }
+
     fn from(out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),

@@ -223,7 +223,20 @@ struct ListQuery {
 
 async fn container_list(State(s): State<Service>, Query(q): Query<ListQuery>) -> Answer {
     let list = s.call(move |ctx| container::ls(ctx, q.all)).await.map_err(|e| NOT_FOUND_OR_500.error(e))?;
-    Ok(Json(list).into_response())
+    Ok(Json(list.into_iter().map(container_summary).collect::<Vec<_>>()).into_response())
+}
+
+/// kleened's `ContainerSummary` also carries the image's name and tag and the jail id; klee's
+/// `container ls` prints an unset one as a Python object's address. Kleene runs no images and
+/// no jails on Linux: empty names (klee then shows the image id) and no jail id, unless the
+/// service layer gave them.
+fn container_summary(mut doc: Value) -> Value {
+    for (key, empty) in [("image_name", json!("")), ("image_tag", json!("")), ("jid", Value::Null)] {
+        if doc.get(key).is_none() {
+            doc[key] = empty;
+        }
+    }
+    doc
 }
 
 async fn container_inspect(State(s): State<Service>, Path(ident): Path<String>) -> Answer {

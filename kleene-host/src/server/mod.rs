@@ -36,6 +36,11 @@ impl Service {
 /// Serve until SIGTERM or SIGINT: stop accepting, finish the requests in flight, remove the
 /// socket, return.
 pub fn serve(ctx: &mut Ctx, socket: PathBuf) -> Result<()> {
+    // main() restores SIGPIPE's default for the one-shot CLI; a server answering a client that
+    // has hung up would be killed by it, silently. Ignored, the write fails with EPIPE and
+    // only that connection ends.
+    // SAFETY: changing a signal disposition; no handler runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // Like kleened at start: rebuild what state says exists (interfaces, sandboxes, firewall).
     system::reconcile(ctx).context("cannot reconcile the host with state at start")?;
     let listener = socket::bind(&socket)?;

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""One API client holding one connection to `kleene serve` (HTTP/1.1 keep-alive over the unix
+socket), timing attach (create + connect + start) and detach (stop + remove) of N vnet
+containers on network NET.  Usage: api_client.py SOCKET NET N CHUNK
+Prints one line per chunk of CHUNK attaches ("attach US"), then "detach US" (mean per
+container, microseconds), then "request ROUTE US" (mean time of each route). Any answer other than the expected status stops the run."""
+import http.client
+import json
+import socket
+import sys
+import time
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("kleened")
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+PHASES = {}
+
+
+def call(conn, phase, method, path, body, want):
+    t = time.perf_counter_ns()
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"} if data else {}
+    conn.request(method, path, body=data, headers=headers)
+    answer = conn.getresponse()
+    text = answer.read()
+    if answer.status != want:
+        sys.exit(f"{method} {path}: {answer.status} {text.decode(errors='replace')}")
+    PHASES[phase] = PHASES.get(phase, 0) + time.perf_counter_ns() - t
+
+
+def main():
+    sock, net, n, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    conn = UnixConnection(sock)
+    names = [f"api{i}" for i in range(1, n + 1)]
+    for start in range(0, n, chunk):
+        s = time.perf_counter_ns()
+        for name in names[start:start + chunk]:
+            call(conn, "create", "POST", "/containers/create", {"name": name, "network_driver": "vnet"}, 201)
+            call(conn, "connect", "POST", "/networks/connect", {"container": name, "network": net}, 204)
+            call(conn, "start", "POST", f"/containers/{name}/start", None, 200)
+        e = time.perf_counter_ns()
+        print(f"attach {(e - s) // 1000 // len(names[start:start + chunk])}", flush=True)
+    s = time.perf_counter_ns()
+    for name in names:
+        call(conn, "stop", "POST", f"/containers/{name}/stop", None, 200)
+        call(conn, "remove", "DELETE", f"/containers/{name}", None, 200)
+    e = time.perf_counter_ns()
+    print(f"detach {(e - s) // 1000 // n}", flush=True)
+    for phase, ns in PHASES.items():
+        print(f"request {phase} {ns // 1000 // n}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
