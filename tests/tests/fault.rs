@@ -1,0 +1,367 @@
+//! Fault injection: `kill -9` at random moments of every mutating command, then the same
+//! command again (the ordinary command that must first roll back through the journal), then
+//! the checker comparing state with the kernel. Each run in a namespace of its own.
+//!
+//! Bounded for CI by `KLEENE_FAULT_INJECTIONS` (default 40) and `KLEENE_FAULT_SECONDS`
+//! (default 60); `KLEENE_FAULT_SEED` replays a run's sequence of commands and kill delays
+//! (process timing still varies). `KLEENE_FAULT_KEEP_GOING=1` (scripts/fault-inject.sh)
+//! records inconsistencies and carries on in a fresh namespace instead of stopping.
+#![cfg(target_os = "linux")]
+
+use kleene_tests::checker::state::StateView;
+use kleene_tests::checker::{driver_stack, kernel, Checker, Stack};
+use kleene_tests::Sandbox;
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// The networks the workload creates and removes: (name, type, subnet, subnet6).
+const NETWORKS: [(&str, &str, &str, &str); 3] = [
+    ("b0", "bridge", "10.80.0.0/24", "fd00:80::/64"),
+    ("b1", "bridge", "10.81.0.0/24", "fd00:81::/64"),
+    ("l0", "loopback", "10.82.0.0/24", "fd00:82::/64"),
+];
+
+/// The containers it creates, starts, stops, connects and removes: (name, driver).
+const CONTAINERS: [(&str, &str); 5] =
+    [("v0", "vnet"), ("v1", "vnet"), ("i0", "ipnet"), ("i1", "ipnet"), ("d0", "disabled")];
+
+/// Network types a driver may join (the drivers' matrix).
+fn joins(driver: &str, net_type: &str) -> bool {
+    match driver_stack(driver) {
+        Some(Stack::Private) => net_type == "bridge",
+        Some(Stack::Restricted) => true,
+        _ => false,
+    }
+}
+
+/// xorshift64*: reproducible from the printed seed, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// One mutating command of the workload.
+#[derive(Clone, Debug)]
+enum Cmd {
+    NetCreate(usize),
+    NetRm(&'static str),
+    Create { name: &'static str, driver: &'static str, network: Option<&'static str> },
+    Start(&'static str),
+    Stop(&'static str),
+    RmForce(&'static str),
+    Connect(&'static str, &'static str),
+    Disconnect(&'static str, &'static str),
+}
+
+impl Cmd {
+    fn args(&self) -> Vec<String> {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        match self {
+            Cmd::NetCreate(i) => {
+                let (name, kind, s4, s6) = NETWORKS[*i];
+                v(&["network", "create", "-t", kind, "--subnet", s4, "--subnet6", s6, name])
+            }
+            Cmd::NetRm(n) => v(&["network", "rm", n]),
+            Cmd::Create { name, driver, network: None } => v(&["container", "create", "-l", driver, name]),
+            Cmd::Create { name, driver, network: Some(n) } => v(&["container", "create", "-l", driver, "-n", n, name]),
+            Cmd::Start(c) => v(&["container", "start", c]),
+            Cmd::Stop(c) => v(&["container", "stop", c]),
+            Cmd::RmForce(c) => v(&["container", "rm", "-f", c]),
+            Cmd::Connect(n, c) => v(&["network", "connect", n, c]),
+            Cmd::Disconnect(n, c) => v(&["network", "disconnect", n, c]),
+        }
+    }
+
+    /// The command's kind, for its typical duration (kill delays are drawn within it).
+    fn kind(&self) -> String {
+        let args = self.args();
+        format!("{} {}", args[0], args[1])
+    }
+
+    /// Whether the command's effect is in `v` (so running it again must be refused).
+    fn done(&self, v: &StateView) -> bool {
+        let connected = |n: &str, c: &str| match (v.network_named(n), v.container_named(c)) {
+            (Some(n), Some(c)) => v.endpoint(&n.id, &c.id).is_some(),
+            _ => false,
+        };
+        match self {
+            Cmd::NetCreate(i) => v.network_named(NETWORKS[*i].0).is_some(),
+            Cmd::NetRm(n) => v.network_named(n).is_none(),
+            Cmd::Create { name, .. } => v.container_named(name).is_some(),
+            Cmd::Start(c) => v.container_named(c).is_some_and(|c| c.running),
+            Cmd::Stop(c) => v.container_named(c).is_some_and(|c| !c.running),
+            Cmd::RmForce(c) => v.container_named(c).is_none(),
+            Cmd::Connect(n, c) => connected(n, c),
+            Cmd::Disconnect(n, c) => !connected(n, c),
+        }
+    }
+
+    /// kleene's refusal of a command whose effect is already there.
+    fn refusal(&self) -> String {
+        let msg = match self {
+            Cmd::NetCreate(_) => "network name is already taken".to_string(),
+            Cmd::NetRm(_) => "network not found".to_string(),
+            Cmd::Create { .. } => "container name is already taken".to_string(),
+            Cmd::Start(c) => format!("container {c} is already running"),
+            Cmd::Stop(c) => format!("container {c} is not running"),
+            Cmd::RmForce(_) => "container not found".to_string(),
+            Cmd::Connect(..) => "container already connected to the network".to_string(),
+            Cmd::Disconnect(..) => "endpoint configuration not found".to_string(),
+        };
+        format!("kleene: {msg}")
+    }
+
+    /// `rm -f` of a running container commits twice (stop, then rm): a kill between the two
+    /// leaves the first commit, which is not the command's whole effect.
+    fn commits_twice(&self) -> bool {
+        matches!(self, Cmd::RmForce(_))
+    }
+}
+
+/// Every command valid in state `v`, with a weight (creations and starts weigh more than
+/// removals, so the state stays rich: running containers on several networks).
+fn candidates(v: &StateView) -> Vec<(u64, Cmd)> {
+    let mut out = Vec::new();
+    for (i, (name, ..)) in NETWORKS.iter().enumerate() {
+        out.push(if v.network_named(name).is_some() { (1, Cmd::NetRm(name)) } else { (3, Cmd::NetCreate(i)) });
+    }
+    for (name, driver) in CONTAINERS {
+        let Some(c) = v.container_named(name) else {
+            let fits: Vec<&'static str> = NETWORKS
+                .iter()
+                .filter(|(n, kind, ..)| joins(driver, kind) && v.network_named(n).is_some())
+                .map(|n| n.0)
+                .collect();
+            out.push((2, Cmd::Create { name, driver, network: None }));
+            fits.into_iter().for_each(|n| out.push((1, Cmd::Create { name, driver, network: Some(n) })));
+            continue;
+        };
+        out.push(if c.running { (2, Cmd::Stop(name)) } else { (3, Cmd::Start(name)) });
+        out.push((1, Cmd::RmForce(name)));
+        let live = if c.running { 2 } else { 1 };
+        for (net, ..) in NETWORKS.iter().filter(|(_, kind, ..)| joins(driver, kind)) {
+            let Some(n) = v.network_named(net) else { continue };
+            out.push(if v.endpoint(&n.id, &c.id).is_some() {
+                (2 * live, Cmd::Disconnect(net, name))
+            } else {
+                (3 * live, Cmd::Connect(net, name))
+            });
+        }
+    }
+    out
+}
+
+fn pick(rng: &mut Rng, cands: &[(u64, Cmd)]) -> Cmd {
+    let total: u64 = cands.iter().map(|(w, _)| w).sum();
+    let mut at = rng.below(total);
+    for (w, c) in cands {
+        if at < *w {
+            return c.clone();
+        }
+        at -= w;
+    }
+    unreachable!("weights cover the draw")
+}
+
+/// What one injection did, for the report.
+struct Injection {
+    n: usize,
+    cmd: Cmd,
+    delay: Duration,
+    killed: bool,
+    journal_left: bool,
+}
+
+impl std::fmt::Display for Injection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = if self.killed { "killed" } else { "finished before the kill" };
+        let journal = if self.journal_left { ", journal row left" } else { "" };
+        write!(f, "#{} `kleene {}` at {:?} ({how}{journal})", self.n, self.cmd.args().join(" "), self.delay)
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Typical duration of each kind of command, in microseconds (updated from clean runs).
+struct Durations(HashMap<String, u64>);
+
+impl Durations {
+    fn of(&self, kind: &str) -> u64 {
+        self.0.get(kind).copied().unwrap_or(40_000)
+    }
+
+    fn record(&mut self, kind: String, took: Duration) {
+        let us = took.as_micros() as u64;
+        let avg = self.0.entry(kind).or_insert(us);
+        *avg = (*avg * 3 + us) / 4;
+    }
+}
+
+/// Kill `cmd` after `delay`, as a crash would. Returns whether the kill landed before it
+/// exited, and how long it ran when it exited by itself.
+fn run_and_kill(sb: &Sandbox, cmd: &Cmd, delay: Duration) -> (bool, Option<Duration>) {
+    let started = Instant::now();
+    let mut child = sb
+        .kleene_command(&cmd.args().iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kleene");
+    // Poll rather than sleep, to learn the command's natural duration when it is quicker.
+    while started.elapsed() < delay {
+        if child.try_wait().expect("poll kleene").is_some() {
+            return (false, Some(started.elapsed()));
+        }
+        std::thread::sleep(Duration::from_micros(200).min(delay.saturating_sub(started.elapsed())));
+    }
+    // Until it is waited for, the child's pid cannot be reused: killing it is safe even if
+    // it has exited in the meantime.
+    let _ = child.kill();
+    let status = child.wait().expect("wait kleene");
+    (status.signal() == Some(libc::SIGKILL), None)
+}
+
+/// One injection: the command killed, the same command again, then every check. Returns
+/// the inconsistencies found.
+fn inject(sb: &Sandbox, inj: &mut Injection, durations: &mut Durations, seen: &mut BTreeSet<String>) -> Vec<String> {
+    let state_dir = sb.dir.path().join("state");
+    let read = || StateView::read(&state_dir).expect("state readable");
+    let before = read();
+    let (killed, natural) = run_and_kill(sb, &inj.cmd, inj.delay);
+    inj.killed = killed;
+    if let Some(took) = natural {
+        durations.record(inj.cmd.kind(), took);
+    }
+    let mid = read();
+    inj.journal_left = !mid.journal.is_empty();
+    let mut found = Vec::new();
+    let was_done = inj.cmd.done(&mid);
+    if !was_done && !inj.cmd.commits_twice() && mid.committed() != before.committed() {
+        found.push("state changed although the command's effect is not there (not atomic)".to_string());
+    }
+    let again = sb.kleene(&inj.cmd.args().iter().map(String::as_str).collect::<Vec<_>>());
+    match (was_done, again.code) {
+        (false, 0) => {}
+        (false, _) => found.push(format!("running it again failed: {}", again.stderr.trim())),
+        (true, 0) => found.push("running it again succeeded although its effect was already there".into()),
+        (true, _) if again.stderr.trim() != inj.cmd.refusal() => {
+            found.push(format!("running it again: expected '{}', got '{}'", inj.cmd.refusal(), again.stderr.trim()))
+        }
+        (true, _) => {}
+    }
+    let after = read();
+    if !inj.cmd.done(&after) {
+        found.push("after running it again, its effect is not there".into());
+    }
+    seen.extend(after.containers.iter().map(|c| c.id.clone()));
+    seen.extend(before.containers.iter().map(|c| c.id.clone()));
+    let current: BTreeSet<&String> = after.containers.iter().map(|c| &c.id).collect();
+    let removed = seen.iter().filter(|id| !current.contains(id)).cloned();
+    found.extend(Checker::new(sb).removed_containers(removed).findings());
+    found
+}
+
+/// Remove every container and network, then check that nothing at all is left.
+fn teardown(sb: &Sandbox, seen: &BTreeSet<String>) -> Vec<String> {
+    let mut found = Vec::new();
+    for (name, _) in CONTAINERS {
+        let run = sb.kleene(&["container", "rm", "-f", name]);
+        if run.code != 0 && run.stderr.trim() != "kleene: container not found" {
+            found.push(format!("teardown: rm -f {name}: {}", run.stderr.trim()));
+        }
+    }
+    for (name, ..) in NETWORKS {
+        let run = sb.kleene(&["network", "rm", name]);
+        if run.code != 0 && run.stderr.trim() != "kleene: network not found" {
+            found.push(format!("teardown: network rm {name}: {}", run.stderr.trim()));
+        }
+    }
+    found.extend(Checker::new(sb).removed_containers(seen.iter().cloned()).findings());
+    found
+}
+
+/// Cgroups a failed run could not remove (the hierarchy is the machine's, not the
+/// namespace's): empty ones are removed so a failure leaves no trace behind.
+fn remove_leftover_cgroups(seen: &BTreeSet<String>) {
+    let Some(root) = kernel::cgroup2_mount().map(|m| m.join("kleene")) else { return };
+    for id in seen {
+        let _ = std::fs::remove_dir(root.join(id));
+    }
+}
+
+#[test]
+fn random_kills_leave_state_and_kernel_consistent() {
+    let seed: u64 = env_or("KLEENE_FAULT_SEED", {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        (t.as_nanos() as u64) ^ u64::from(std::process::id())
+    })
+    .max(1);
+    let injections: usize = env_or("KLEENE_FAULT_INJECTIONS", 40);
+    let budget = Duration::from_secs(env_or("KLEENE_FAULT_SECONDS", 60));
+    let keep_going = std::env::var("KLEENE_FAULT_KEEP_GOING").is_ok_and(|v| v == "1");
+    eprintln!("fault injection: seed {seed} (replay: KLEENE_FAULT_SEED={seed})");
+    let mut rng = Rng(seed);
+    let mut durations = Durations(HashMap::new());
+    let mut seen = BTreeSet::new();
+    let mut sb = Sandbox::new("fault");
+    let (start, mut done, mut killed, mut journaled) = (Instant::now(), 0, 0, 0);
+    let mut failures: Vec<(String, Vec<String>)> = Vec::new();
+    let mut history: Vec<String> = Vec::new();
+    while done < injections && start.elapsed() < budget {
+        let view = StateView::read(&sb.dir.path().join("state")).expect("state readable");
+        let cmd = pick(&mut rng, &candidates(&view));
+        // Uniform over the command's typical run time and a little beyond (some kills come
+        // too late: the command must then simply have happened).
+        let span = durations.of(&cmd.kind()) * 11 / 10;
+        let delay = Duration::from_micros(rng.below(span));
+        let mut inj = Injection { n: done + 1, cmd, delay, killed: false, journal_left: false };
+        let found = inject(&sb, &mut inj, &mut durations, &mut seen);
+        done += 1;
+        killed += usize::from(inj.killed);
+        journaled += usize::from(inj.journal_left);
+        history.push(inj.to_string());
+        if found.is_empty() {
+            continue;
+        }
+        eprintln!("INCONSISTENT after {inj}:\n  {}", found.join("\n  "));
+        let recent = history[history.len().saturating_sub(8)..].join("\n  ");
+        failures.push((format!("{inj}\n  (last commands:\n  {recent})"), found));
+        if !keep_going {
+            break;
+        }
+        // Carry on in a fresh namespace: this one's state is suspect.
+        drop(sb);
+        remove_leftover_cgroups(&seen);
+        sb = Sandbox::new("fault");
+        history.clear();
+    }
+    let leftovers = teardown(&sb, &seen);
+    drop(sb);
+    remove_leftover_cgroups(&seen);
+    eprintln!(
+        "fault injection: seed {seed}: {done} injections in {:?} ({killed} killed mid-command, {journaled} left a journal row to roll back), {} inconsistent",
+        start.elapsed(),
+        failures.len()
+    );
+    let mut report: Vec<String> =
+        failures.iter().map(|(what, found)| format!("after {what}\n    {}", found.join("\n    "))).collect();
+    if !leftovers.is_empty() {
+        report.push(format!("after removing everything:\n    {}", leftovers.join("\n    ")));
+    }
+    assert!(report.is_empty(), "seed {seed} (replay: KLEENE_FAULT_SEED={seed}):\n{}", report.join("\n"));
+    assert!(done >= injections.min(10), "only {done} injections ran within {budget:?}");
+}
