@@ -1,9 +1,10 @@
-//! Fault injection: `kill -9` at random moments of every mutating command, then the same
+//! Fault injection: `kill -9` at random moments of every mutating command (and, for a quarter
+//! of the injections, the engine's abort hook before a random step), then the same
 //! command again (the ordinary command that must first roll back through the journal), then
 //! the checker comparing state with the kernel. Each run in a namespace of its own.
 //!
-//! Bounded for CI by `KLEENE_FAULT_INJECTIONS` (default 40) and `KLEENE_FAULT_SECONDS`
-//! (default 60); `KLEENE_FAULT_SEED` replays a run's sequence of commands and kill delays
+//! Bounded for CI by `KLEENE_FAULT_INJECTIONS` (default 100) and `KLEENE_FAULT_SECONDS`
+//! (default 75); `KLEENE_FAULT_SEED` replays a run's sequence of commands and kill points
 //! (process timing still varies). `KLEENE_FAULT_KEEP_GOING=1` (scripts/fault-inject.sh)
 //! records inconsistencies and carries on in a fresh namespace instead of stopping.
 #![cfg(target_os = "linux")]
@@ -11,7 +12,7 @@
 use kleene_tests::checker::state::StateView;
 use kleene_tests::checker::{driver_stack, kernel, Checker, Stack};
 use kleene_tests::Sandbox;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -175,20 +176,40 @@ fn pick(rng: &mut Rng, cands: &[(u64, Cmd)]) -> Cmd {
     unreachable!("weights cover the draw")
 }
 
+/// Where the command dies.
+#[derive(Clone, Copy, Debug)]
+enum KillPoint {
+    /// SIGKILL from outside after this long: anywhere, inside a step or a commit included.
+    After(Duration),
+    /// The engine's own hook (`KLEENE_FAULT_INJECT=abort-at:N`) aborts before step N:
+    /// exactly between two host changes, with the journal row written.
+    BeforeStep(u64),
+}
+
 /// What one injection did, for the report.
 struct Injection {
     n: usize,
     cmd: Cmd,
-    delay: Duration,
+    point: KillPoint,
     killed: bool,
     journal_left: bool,
+    /// The ordinary command that followed, when it was not the same again.
+    follow_up: Option<Cmd>,
 }
 
 impl std::fmt::Display for Injection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let how = if self.killed { "killed" } else { "finished before the kill" };
+        let at = match self.point {
+            KillPoint::After(d) => format!("killed after {d:?}"),
+            KillPoint::BeforeStep(n) => format!("aborted before step {n}"),
+        };
+        let how = if self.killed { "" } else { ", but it finished first" };
         let journal = if self.journal_left { ", journal row left" } else { "" };
-        write!(f, "#{} `kleene {}` at {:?} ({how}{journal})", self.n, self.cmd.args().join(" "), self.delay)
+        let next = match &self.follow_up {
+            Some(c) => format!(", then `kleene {}`", c.args().join(" ")),
+            None => ", then the same again".to_string(),
+        };
+        write!(f, "#{} `kleene {}` {at}{how}{journal}{next}", self.n, self.cmd.args().join(" "))
     }
 }
 
@@ -196,7 +217,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Typical duration of each kind of command, in microseconds (updated from clean runs).
+/// Typical duration of each kind of command, in microseconds (learnt from the runs that
+/// finished before their kill).
+#[derive(Default)]
 struct Durations(HashMap<String, u64>);
 
 impl Durations {
@@ -211,16 +234,20 @@ impl Durations {
     }
 }
 
-/// Kill `cmd` after `delay`, as a crash would. Returns whether the kill landed before it
-/// exited, and how long it ran when it exited by itself.
-fn run_and_kill(sb: &Sandbox, cmd: &Cmd, delay: Duration) -> (bool, Option<Duration>) {
+/// Run `cmd` and have it die at `point`, as a crash would. Returns whether it died before
+/// finishing, and how long it ran when it finished by itself.
+fn run_and_kill(sb: &Sandbox, cmd: &Cmd, point: KillPoint) -> (bool, Option<Duration>) {
     let started = Instant::now();
-    let mut child = sb
-        .kleene_command(&cmd.args().iter().map(String::as_str).collect::<Vec<_>>())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn kleene");
+    let mut command = sb.kleene_command(&cmd.args().iter().map(String::as_str).collect::<Vec<_>>());
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    let delay = match point {
+        KillPoint::After(d) => d,
+        KillPoint::BeforeStep(n) => {
+            let status = command.env("KLEENE_FAULT_INJECT", format!("abort-at:{n}")).status().expect("run kleene");
+            return (status.signal() == Some(libc::SIGABRT), None);
+        }
+    };
+    let mut child = command.spawn().expect("spawn kleene");
     // Poll rather than sleep, to learn the command's natural duration when it is quicker.
     while started.elapsed() < delay {
         if child.try_wait().expect("poll kleene").is_some() {
@@ -235,16 +262,17 @@ fn run_and_kill(sb: &Sandbox, cmd: &Cmd, delay: Duration) -> (bool, Option<Durat
     (status.signal() == Some(libc::SIGKILL), None)
 }
 
-/// One injection: the command killed, the same command again, then every check. Returns
-/// the inconsistencies found.
-fn inject(sb: &Sandbox, inj: &mut Injection, durations: &mut Durations, seen: &mut BTreeSet<String>) -> Vec<String> {
+/// One injection: the command killed, one ordinary command (usually the same again, as an
+/// operator would retry; one in four times another valid command), then every check.
+/// Returns the inconsistencies found.
+fn inject(sb: &Sandbox, inj: &mut Injection, rng: &mut Rng, run: &mut RunStats) -> Vec<String> {
     let state_dir = sb.dir.path().join("state");
     let read = || StateView::read(&state_dir).expect("state readable");
     let before = read();
-    let (killed, natural) = run_and_kill(sb, &inj.cmd, inj.delay);
+    let (killed, natural) = run_and_kill(sb, &inj.cmd, inj.point);
     inj.killed = killed;
     if let Some(took) = natural {
-        durations.record(inj.cmd.kind(), took);
+        run.durations.record(inj.cmd.kind(), took);
     }
     let mid = read();
     inj.journal_left = !mid.journal.is_empty();
@@ -253,26 +281,89 @@ fn inject(sb: &Sandbox, inj: &mut Injection, durations: &mut Durations, seen: &m
     if !was_done && !inj.cmd.commits_twice() && mid.committed() != before.committed() {
         found.push("state changed although the command's effect is not there (not atomic)".to_string());
     }
-    let again = sb.kleene(&inj.cmd.args().iter().map(String::as_str).collect::<Vec<_>>());
-    match (was_done, again.code) {
-        (false, 0) => {}
-        (false, _) => found.push(format!("running it again failed: {}", again.stderr.trim())),
-        (true, 0) => found.push("running it again succeeded although its effect was already there".into()),
-        (true, _) if again.stderr.trim() != inj.cmd.refusal() => {
-            found.push(format!("running it again: expected '{}', got '{}'", inj.cmd.refusal(), again.stderr.trim()))
+    if rng.below(4) == 0 {
+        // Another command valid in the state the crash left: it must roll back and succeed.
+        let other = pick(rng, &candidates(&mid));
+        let next = sb.kleene(&other.args().iter().map(String::as_str).collect::<Vec<_>>());
+        if next.code != 0 {
+            found.push(format!("the next command `kleene {}` failed: {}", other.args().join(" "), next.stderr.trim()));
         }
-        (true, _) => {}
+        inj.follow_up = Some(other);
+    } else {
+        found.extend(retry(sb, &inj.cmd, was_done));
+        if !inj.cmd.done(&read()) {
+            found.push("after running it again, its effect is not there".into());
+        }
     }
     let after = read();
-    if !inj.cmd.done(&after) {
-        found.push("after running it again, its effect is not there".into());
-    }
-    seen.extend(after.containers.iter().map(|c| c.id.clone()));
-    seen.extend(before.containers.iter().map(|c| c.id.clone()));
+    run.seen.extend(after.containers.iter().chain(&before.containers).map(|c| c.id.clone()));
+    run.tally(inj, &after);
     let current: BTreeSet<&String> = after.containers.iter().map(|c| &c.id).collect();
-    let removed = seen.iter().filter(|id| !current.contains(id)).cloned();
+    let removed = run.seen.iter().filter(|id| !current.contains(id)).cloned();
     found.extend(Checker::new(sb).removed_containers(removed).findings());
     found
+}
+
+/// Run `cmd` again: it must succeed, or be refused as already done when its effect is
+/// already there.
+fn retry(sb: &Sandbox, cmd: &Cmd, was_done: bool) -> Option<String> {
+    let again = sb.kleene(&cmd.args().iter().map(String::as_str).collect::<Vec<_>>());
+    let err = again.stderr.trim();
+    match (was_done, again.code) {
+        (false, 0) => None,
+        (false, _) => Some(format!("running it again failed: {err}")),
+        (true, 0) => Some("running it again succeeded although its effect was already there".into()),
+        (true, _) if err != cmd.refusal() => {
+            Some(format!("running it again: expected '{}', got '{err}'", cmd.refusal()))
+        }
+        (true, _) => None,
+    }
+}
+
+/// What a run did, for its summary.
+#[derive(Default)]
+struct RunStats {
+    durations: Durations,
+    /// Every container id ever seen (their leftovers are looked for after removal).
+    seen: BTreeSet<String>,
+    /// Per command kind: injections, died mid-command, left a journal row.
+    by_kind: BTreeMap<String, [usize; 3]>,
+    /// Summed over the states checked: running vnet, ipnet, disabled containers; endpoints.
+    running: [usize; 4],
+}
+
+impl RunStats {
+    fn tally(&mut self, inj: &Injection, after: &StateView) {
+        let row = self.by_kind.entry(inj.cmd.kind()).or_default();
+        row[0] += 1;
+        row[1] += usize::from(inj.killed);
+        row[2] += usize::from(inj.journal_left);
+        for c in after.containers.iter().filter(|c| c.running) {
+            match driver_stack(&c.driver) {
+                Some(Stack::Private) => self.running[0] += 1,
+                Some(Stack::Restricted) => self.running[1] += 1,
+                Some(Stack::Disabled) => self.running[2] += 1,
+                _ => {}
+            }
+        }
+        self.running[3] += after.endpoints.len();
+    }
+
+    fn summary(&self, injections: usize) -> String {
+        let n = injections.max(1) as f64;
+        let kinds: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(k, [total, died, journal])| {
+                format!("  {k:<18} {total:>4} injections, {died:>4} died mid-command, {journal:>4} left a journal row")
+            })
+            .collect();
+        let [v, i, d, e] = self.running.map(|x| x as f64 / n);
+        format!(
+            "{}\n  states checked held on average {v:.1} running vnet, {i:.1} ipnet, {d:.1} disabled containers and {e:.1} endpoints",
+            kinds.join("\n")
+        )
+    }
 }
 
 /// Remove every container and network, then check that nothing at all is left.
@@ -303,6 +394,20 @@ fn remove_leftover_cgroups(seen: &BTreeSet<String>) {
     }
 }
 
+/// A random kill point for a command that typically runs `typical_us`. Three in four are a
+/// SIGKILL at a random time up to a little beyond that (some come too late: the command
+/// must then simply have happened); two thirds of those fall in the second half, where the
+/// host changes are (process start, plugin loading and state reading come first). The rest
+/// abort before a random step of the plan.
+fn kill_point(rng: &mut Rng, typical_us: u64) -> KillPoint {
+    let span = typical_us * 11 / 10;
+    match rng.below(12) {
+        0..=2 => KillPoint::BeforeStep(rng.below(10)),
+        3..=5 => KillPoint::After(Duration::from_micros(rng.below(span))),
+        _ => KillPoint::After(Duration::from_micros(typical_us / 2 + rng.below(span - typical_us / 2))),
+    }
+}
+
 #[test]
 fn random_kills_leave_state_and_kernel_consistent() {
     let seed: u64 = env_or("KLEENE_FAULT_SEED", {
@@ -310,58 +415,54 @@ fn random_kills_leave_state_and_kernel_consistent() {
         (t.as_nanos() as u64) ^ u64::from(std::process::id())
     })
     .max(1);
-    let injections: usize = env_or("KLEENE_FAULT_INJECTIONS", 40);
-    let budget = Duration::from_secs(env_or("KLEENE_FAULT_SECONDS", 60));
+    let injections: usize = env_or("KLEENE_FAULT_INJECTIONS", 100);
+    let budget = Duration::from_secs(env_or("KLEENE_FAULT_SECONDS", 75));
     let keep_going = std::env::var("KLEENE_FAULT_KEEP_GOING").is_ok_and(|v| v == "1");
     eprintln!("fault injection: seed {seed} (replay: KLEENE_FAULT_SEED={seed})");
     let mut rng = Rng(seed);
-    let mut durations = Durations(HashMap::new());
-    let mut seen = BTreeSet::new();
+    let mut run = RunStats::default();
     let mut sb = Sandbox::new("fault");
-    let (start, mut done, mut killed, mut journaled) = (Instant::now(), 0, 0, 0);
-    let mut failures: Vec<(String, Vec<String>)> = Vec::new();
+    let (start, mut done) = (Instant::now(), 0);
+    let mut failures: Vec<String> = Vec::new();
     let mut history: Vec<String> = Vec::new();
     while done < injections && start.elapsed() < budget {
         let view = StateView::read(&sb.dir.path().join("state")).expect("state readable");
         let cmd = pick(&mut rng, &candidates(&view));
-        // Uniform over the command's typical run time and a little beyond (some kills come
-        // too late: the command must then simply have happened).
-        let span = durations.of(&cmd.kind()) * 11 / 10;
-        let delay = Duration::from_micros(rng.below(span));
-        let mut inj = Injection { n: done + 1, cmd, delay, killed: false, journal_left: false };
-        let found = inject(&sb, &mut inj, &mut durations, &mut seen);
+        let point = kill_point(&mut rng, run.durations.of(&cmd.kind()));
+        let mut inj = Injection { n: done + 1, cmd, point, killed: false, journal_left: false, follow_up: None };
+        let found = inject(&sb, &mut inj, &mut rng, &mut run);
         done += 1;
-        killed += usize::from(inj.killed);
-        journaled += usize::from(inj.journal_left);
         history.push(inj.to_string());
         if found.is_empty() {
             continue;
         }
         eprintln!("INCONSISTENT after {inj}:\n  {}", found.join("\n  "));
-        let recent = history[history.len().saturating_sub(8)..].join("\n  ");
-        failures.push((format!("{inj}\n  (last commands:\n  {recent})"), found));
+        let recent = history[history.len().saturating_sub(8)..].join("\n      ");
+        failures.push(format!(
+            "after {inj}\n    {}\n    (commands since the namespace was made, last 8:\n      {recent})",
+            found.join("\n    ")
+        ));
         if !keep_going {
             break;
         }
         // Carry on in a fresh namespace: this one's state is suspect.
         drop(sb);
-        remove_leftover_cgroups(&seen);
+        remove_leftover_cgroups(&run.seen);
         sb = Sandbox::new("fault");
         history.clear();
     }
-    let leftovers = teardown(&sb, &seen);
+    let leftovers = teardown(&sb, &run.seen);
     drop(sb);
-    remove_leftover_cgroups(&seen);
+    remove_leftover_cgroups(&run.seen);
     eprintln!(
-        "fault injection: seed {seed}: {done} injections in {:?} ({killed} killed mid-command, {journaled} left a journal row to roll back), {} inconsistent",
+        "fault injection: seed {seed}: {done} injections in {:.1?}, {} inconsistent\n{}",
         start.elapsed(),
-        failures.len()
+        failures.len(),
+        run.summary(done)
     );
-    let mut report: Vec<String> =
-        failures.iter().map(|(what, found)| format!("after {what}\n    {}", found.join("\n    "))).collect();
     if !leftovers.is_empty() {
-        report.push(format!("after removing everything:\n    {}", leftovers.join("\n    ")));
+        failures.push(format!("after removing everything:\n    {}", leftovers.join("\n    ")));
     }
-    assert!(report.is_empty(), "seed {seed} (replay: KLEENE_FAULT_SEED={seed}):\n{}", report.join("\n"));
+    assert!(failures.is_empty(), "seed {seed} (replay: KLEENE_FAULT_SEED={seed}):\n{}", failures.join("\n"));
     assert!(done >= injections.min(10), "only {done} injections ran within {budget:?}");
 }

@@ -92,14 +92,40 @@ pub fn check_host(scene: &Scene, out: &mut Vec<String>) {
             out.push(format!("container {}: host end {host} holds addresses {:?}", c.name, link.global));
         }
     }
-    for link in &scene.host_links {
-        if !explained.contains(link.name.as_str()) {
-            out.push(format!(
-                "link {} ({:?}) exists but nothing in state explains it (leftover)",
-                link.name, link.kind
-            ));
+    let leftovers: Vec<&Link> = scene.host_links.iter().filter(|l| !explained.contains(l.name.as_str())).collect();
+    if leftovers.is_empty() {
+        return;
+    }
+    // Say whether each goes away by itself (a pair end that dies with its namespace, which
+    // the kernel destroys asynchronously) or stays: two different bugs.
+    let fate = settle(scene, &leftovers);
+    for (link, fate) in leftovers.iter().zip(fate) {
+        out.push(format!(
+            "link {} ({:?}) exists but nothing in state explains it (leftover; {fate})",
+            link.name, link.kind
+        ));
+    }
+}
+
+/// For each leftover link, how long it lasted after the check first saw it (up to 1 s).
+fn settle(scene: &Scene, leftovers: &[&Link]) -> Vec<String> {
+    let started = std::time::Instant::now();
+    let mut gone: Vec<Option<std::time::Duration>> = vec![None; leftovers.len()];
+    while started.elapsed() < std::time::Duration::from_secs(1) && gone.iter().any(Option::is_none) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let Ok(now) = kernel::links(&scene.sandbox.netns_path()) else { break };
+        for (i, l) in leftovers.iter().enumerate() {
+            if gone[i].is_none() && !now.iter().any(|n| n.name == l.name && n.ifindex == l.ifindex) {
+                gone[i] = Some(started.elapsed());
+            }
         }
     }
+    gone.into_iter()
+        .map(|g| match g {
+            Some(d) => format!("gone by itself within {} ms", d.as_millis()),
+            None => "still there 1 s later".into(),
+        })
+        .collect()
 }
 
 fn compare_addresses(what: &str, want: &BTreeSet<(IpAddr, u8)>, have: &BTreeSet<(IpAddr, u8)>, out: &mut Vec<String>) {
