@@ -466,3 +466,99 @@ fn random_kills_leave_state_and_kernel_consistent() {
     assert!(failures.is_empty(), "seed {seed} (replay: KLEENE_FAULT_SEED={seed}):\n{}", failures.join("\n"));
     assert!(done >= injections.min(10), "only {done} injections ran within {budget:?}");
 }
+
+/// Every step boundary of every mutating command, deterministically: the engine's abort hook
+/// before step 0, 1, 2, ... until the command completes. Each time an unrelated command
+/// rolls the journal back and the checker looks (the host must be as before the command),
+/// then the command runs again and the checker looks again (as after it); then whatever
+/// brings the scene back for the next step.
+#[test]
+fn an_abort_before_any_step_of_any_command_is_recovered() {
+    let sb = Sandbox::new("fault-steps");
+    let k = |args: &[&str]| sb.kleene(args).ok();
+    k(&["network", "create", "-t", "bridge", "--subnet", "10.84.0.0/24", "--subnet6", "fd00:84::/64", "b0"]);
+    k(&["network", "create", "-t", "loopback", "--subnet", "10.85.0.0/24", "l0"]);
+    k(&["container", "create", "-l", "vnet", "-n", "b0", "v"]);
+    k(&["container", "create", "-l", "ipnet", "-n", "b0", "i"]);
+    k(&["network", "connect", "l0", "i"]);
+    k(&["container", "create", "-l", "disabled", "d"]);
+    let b1 = "network create -t bridge --subnet 10.86.0.0/24 --subnet6 fd00:86::/64 b1";
+    // (commands that set the scene, the command under test, what brings the scene back to
+    // where that command can run again).
+    let table: [(&[&str], &str, &[&str]); 11] = [
+        (&[], b1, &["network rm b1"]),
+        (&[], "container start v", &["container stop v"]),
+        (&[], "container start i", &["container stop i"]),
+        (&[], "container start d", &["container stop d"]),
+        (
+            &["container start v", "container start i", "container start d", b1],
+            "network connect b1 v",
+            &["network disconnect b1 v"],
+        ),
+        (&[], "network connect b1 i", &["network disconnect b1 i"]),
+        (&[], "network disconnect l0 i", &["network connect l0 i"]),
+        (&[], "container stop v", &["container start v"]),
+        (&[], "container stop i", &["container start i"]),
+        (&[], "container stop d", &["container start d"]),
+        (
+            &["network connect b1 v", "network connect b1 i"],
+            "network rm b1",
+            &[b1, "network connect b1 v", "network connect b1 i"],
+        ),
+    ];
+    let run = |line: &str| sb.kleene(&line.split(' ').collect::<Vec<_>>());
+    let mut failures = Vec::new();
+    let mut boundaries = 0;
+    for (setup, cmd, back) in table {
+        for line in setup {
+            let set = run(line);
+            let so_far = failures.join("\n");
+            assert_eq!(set.code, 0, "setting the scene with `kleene {line}`: {}\nafter:\n{so_far}", set.stderr);
+        }
+        for step in 0.. {
+            let args: Vec<&str> = cmd.split(' ').collect();
+            let aborted = sb.kleene_env(&args, &[("KLEENE_FAULT_INJECT", &format!("abort-at:{step}"))]);
+            // Fewer steps than that: the command simply ran, and this command is done.
+            let finished = aborted.code == 0;
+            if !finished && aborted.code != -1 {
+                failures.push(format!("`kleene {cmd}` with abort-at:{step} was refused: {}", aborted.stderr.trim()));
+                break;
+            }
+            if !finished {
+                boundaries += 1;
+                // An unrelated command first: it rolls the journal back, and then the host
+                // must be exactly as before the command.
+                let mut found: Vec<String> = Vec::new();
+                if run("container create -l host bystander").code != 0 || run("container rm bystander").code != 0 {
+                    found.push("an unrelated command failed after the abort".into());
+                }
+                found.extend(Checker::new(&sb).findings().into_iter().map(|f| format!("after the rollback: {f}")));
+                let again = run(cmd);
+                if again.code != 0 {
+                    found.push(format!("running it again failed: {}", again.stderr.trim()));
+                }
+                found.extend(Checker::new(&sb).findings());
+                if !found.is_empty() {
+                    failures.push(format!("`kleene {cmd}` aborted before step {step}:\n    {}", found.join("\n    ")));
+                }
+            }
+            for line in back {
+                let restore = run(line);
+                if restore.code != 0 {
+                    failures
+                        .push(format!("after {cmd} (step {step}), `kleene {line}` failed: {}", restore.stderr.trim()));
+                }
+            }
+            if finished {
+                break;
+            }
+        }
+    }
+    assert!(boundaries >= 30, "only {boundaries} step boundaries were exercised");
+    assert!(
+        failures.is_empty(),
+        "{} of {boundaries} step boundaries left inconsistencies:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
