@@ -52,6 +52,12 @@ pub enum Command {
     /// Host-wide maintenance.
     #[command(subcommand)]
     System(SystemCmd),
+    /// Serve Kleene's HTTP API (kleened's routes) on a unix socket until SIGTERM/SIGINT.
+    Serve {
+        /// The socket to listen on (a stale socket file is replaced; a live one is refused).
+        #[arg(long, env = "KLEENE_SOCKET", default_value = "/var/run/kleened.sock")]
+        socket: std::path::PathBuf,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
@@ -82,12 +88,8 @@ pub enum NetworkCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show a network, its endpoints and address usage.
-    Inspect {
-        network: String,
-        #[arg(long)]
-        json: bool,
-    },
+    /// Show a network, its endpoints and address usage (a JSON document, as `docker inspect`).
+    Inspect { network: String },
     /// Remove networks (connected containers are disconnected first).
     Rm {
         #[arg(required = true)]
@@ -112,7 +114,7 @@ pub enum NetworkCmd {
     Disconnect { network: String, container: String },
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct NetworkCreate {
     /// Network type: the name of a network-type plugin (default: the one that declares itself
     /// the default, `loopback` as shipped).
@@ -146,24 +148,32 @@ pub struct NetworkCreate {
     pub name: String,
 }
 
+#[derive(Args, Debug, Default)]
+pub struct ContainerCreate {
+    /// Network driver: the name of a driver plugin (default: the one that declares itself
+    /// the default, with or without --network: `host` and `ipnet` as shipped).
+    #[arg(short = 'l', long)]
+    pub driver: Option<String>,
+    #[arg(short, long)]
+    pub network: Option<String>,
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[arg(long)]
+    pub ip6: Option<String>,
+    /// Publish a port: [IF:]HOST[-END][:CONTAINER|:C-*|:C-CEND|:*][/tcp|/udp] (repeatable).
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    pub name: String,
+    /// What a runtime gave at create through the API (Kleene's `ContainerConfig`), kept as
+    /// given; the CLI has none.
+    #[arg(skip)]
+    pub config: Option<serde_json::Value>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ContainerCmd {
     /// Create a container (stopped) and print its id.
-    Create {
-        /// Network driver: the name of a driver plugin (default: host, or ipnet with --network).
-        #[arg(short = 'l', long)]
-        driver: Option<String>,
-        #[arg(short, long)]
-        network: Option<String>,
-        #[arg(long)]
-        ip: Option<String>,
-        #[arg(long)]
-        ip6: Option<String>,
-        /// Publish a port: [IF:]HOST[-END][:CONTAINER|:C-*|:C-CEND|:*][/tcp|/udp] (repeatable).
-        #[arg(short = 'p', long = "publish", value_name = "SPEC")]
-        publish: Vec<String>,
-        name: String,
-    },
+    Create(ContainerCreate),
     /// Build the container's sandbox.
     Start { container: String },
     /// Stop every process of the container and tear its sandbox down.
@@ -183,12 +193,8 @@ pub enum ContainerCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show a container and its endpoints.
-    Inspect {
-        container: String,
-        #[arg(long)]
-        json: bool,
-    },
+    /// Show a container and its endpoints (a JSON document, as `docker inspect`).
+    Inspect { container: String },
     /// Run a command inside a running container's network context.
     Exec {
         container: String,

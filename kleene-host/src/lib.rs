@@ -4,10 +4,12 @@
 pub mod cli;
 pub mod commands;
 pub mod engine;
+pub mod error;
 pub mod executor;
 pub mod firewall;
 pub mod legacy;
 pub mod loader;
 pub mod logging;
+pub mod server;
 pub mod state;
 pub mod trust;

@@ -201,51 +201,38 @@ pub fn load_file(path: &Path) -> Result<Plugin> {
 }
 
 /// Check the file is a whole ELF shared object before handing it to dlopen: the dynamic
-/// loader maps segments past the end of a truncated file and the host dies of SIGBUS.
+/// loader maps segments past the end of a truncated file and the host dies of SIGBUS. Only
+/// the header and the two header tables are read, through the file already opened.
 fn check_elf(file: &std::fs::File) -> Result<(), String> {
-    use std::os::unix::fs::FileExt;
+    use object::elf::{FileHeader32, FileHeader64};
     let size = file.metadata().map_err(|e| e.to_string())?.len();
-    let read = |offset: u64, len: usize| -> Option<Vec<u8>> {
-        let mut buf = vec![0; len];
-        file.read_exact_at(&mut buf, offset).ok().map(|_| buf)
-    };
-    let not_elf = || "not a kleene plugin (not an ELF shared library)".to_string();
-    let ident = read(0, 64).ok_or_else(not_elf)?;
-    if &ident[..4] != b"\x7fELF" {
-        return Err(not_elf());
+    let data = object::read::ReadCache::new(file);
+    match object::FileKind::parse(&data) {
+        Ok(object::FileKind::Elf32) => check_elf_as::<FileHeader32<object::Endianness>>(&data, size),
+        Ok(object::FileKind::Elf64) => check_elf_as::<FileHeader64<object::Endianness>>(&data, size),
+        _ => Err("not a kleene plugin (not an ELF shared library)".into()),
     }
-    let (wide, big) = (ident[4] == 2, ident[5] == 2);
-    let uint = |b: &[u8], at: usize, len: usize| -> u64 {
-        let bytes = &b[at..at + len];
-        let fold = |acc: u64, x: &u8| (acc << 8) | *x as u64;
-        if big {
-            bytes.iter().fold(0, fold)
-        } else {
-            bytes.iter().rev().fold(0, fold)
-        }
-    };
-    if uint(&ident, 16, 2) != 3 {
+}
+
+/// The rest of [`check_elf`], for one ELF class: a shared library whose program and section
+/// header tables, and every segment the loader would map, lie inside the file.
+fn check_elf_as<Elf: object::read::elf::FileHeader<Endian = object::Endianness>>(
+    data: &object::read::ReadCache<&std::fs::File>,
+    size: u64,
+) -> Result<(), String> {
+    use object::read::elf::ProgramHeader;
+    let truncated = || format!("truncated or corrupt library ({size} bytes); reinstall the plugin");
+    let header = Elf::parse(data).map_err(|_| truncated())?;
+    let endian = header.endian().map_err(|_| truncated())?;
+    if header.e_type(endian) != object::elf::ET_DYN {
         return Err("not a kleene plugin (an ELF file, but not a shared library)".into());
     }
-    // (phoff, shoff, phentsize, phnum, shentsize, shnum) and, per program header, (offset, filesz).
-    let (w, at) =
-        if wide { (8, [0x20, 0x28, 0x36, 0x38, 0x3a, 0x3c]) } else { (4, [0x1c, 0x20, 0x2a, 0x2c, 0x2e, 0x30]) };
-    let (phoff, shoff) = (uint(&ident, at[0], w), uint(&ident, at[1], w));
-    let (phentsize, phnum) = (uint(&ident, at[2], 2), uint(&ident, at[3], 2));
-    let (shentsize, shnum) = (uint(&ident, at[4], 2), uint(&ident, at[5], 2));
-    let truncated = || format!("truncated or corrupt library ({size} bytes); reinstall the plugin");
-    if phentsize < if wide { 56 } else { 32 } {
-        return Err(truncated());
-    }
-    let mut ends = vec![phoff + phentsize * phnum, shoff + shentsize * shnum];
-    let phdrs = read(phoff, (phentsize * phnum) as usize).ok_or_else(truncated)?;
-    for ph in phdrs.chunks(phentsize.max(1) as usize) {
-        let (offset, filesz) =
-            if wide { (uint(ph, 8, 8), uint(ph, 0x20, 8)) } else { (uint(ph, 4, 4), uint(ph, 0x10, 4)) };
-        ends.push(offset.saturating_add(filesz));
-    }
-    if ends.into_iter().any(|end| end > size) {
-        return Err(truncated());
+    header.section_headers(endian, data).map_err(|_| truncated())?;
+    for segment in header.program_headers(endian, data).map_err(|_| truncated())? {
+        let (offset, len) = segment.file_range(endian);
+        if offset.checked_add(len).map_or(true, |end| end > size) {
+            return Err(truncated());
+        }
     }
     Ok(())
 }
@@ -315,4 +302,40 @@ fn parse_plan(plugin: &str, json: &str) -> Result<Plan> {
     let plan: Plan =
         serde_json::from_value(raw).map_err(|e| anyhow!("plugin '{plugin}' returned an unreadable plan: {e}"))?;
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_elf;
+
+    /// `check_elf` of this test binary (a 64-bit little-endian ELF shared object, as every
+    /// position-independent executable is) after `edit`.
+    fn check_edited(tag: &str, edit: impl FnOnce(&mut Vec<u8>)) -> Result<(), String> {
+        let mut bytes = std::fs::read("/proc/self/exe").expect("read own binary");
+        edit(&mut bytes);
+        let path = std::env::temp_dir().join(format!("kleene-elf-{tag}-{}", std::process::id()));
+        std::fs::write(&path, &bytes).expect("write copy");
+        let result = check_elf(&std::fs::File::open(&path).expect("open copy"));
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    #[test]
+    fn only_whole_elf_shared_objects_pass() {
+        assert_eq!(check_edited("whole", |_| {}), Ok(()));
+        let not_elf = Err("not a kleene plugin (not an ELF shared library)".to_string());
+        assert_eq!(check_edited("magic", |b| b[..4].copy_from_slice(b"\x7fELG")), not_elf);
+        assert_eq!(check_edited("short", |b| b.truncate(10)), not_elf);
+        let exec = check_edited("exec", |b| b[0x10..0x12].copy_from_slice(&2u16.to_le_bytes()));
+        assert_eq!(exec, Err("not a kleene plugin (an ELF file, but not a shared library)".into()));
+        let half = check_edited("half", |b| b.truncate(b.len() / 2));
+        assert!(half.as_ref().is_err_and(|e| e.starts_with("truncated or corrupt library")), "{half:?}");
+        // No section header table to fall off the end: only the segments tell.
+        let cut = check_edited("segments", |b| {
+            b[0x28..0x30].fill(0);
+            b[0x3c..0x3e].fill(0);
+            b.truncate(4096);
+        });
+        assert_eq!(cut, Err("truncated or corrupt library (4096 bytes); reinstall the plugin".into()));
+    }
 }

@@ -1,5 +1,6 @@
 use clap::{CommandFactory, Parser};
 use kleene::cli::{Cli, Command, ContainerCmd, NetworkCmd, PluginCmd, SystemCmd};
+use kleene::commands::output::{network_json, print_table};
 use kleene::commands::{attach, container, network, plugin, system, Ctx};
 use kleene::logging;
 use std::process::ExitCode;
@@ -26,41 +27,94 @@ fn run(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Plugin(PluginCmd::Ls { json }) => plugin::ls(ctx, json)?,
         Command::Plugin(PluginCmd::Inspect { name, json }) => plugin::inspect(ctx, &name, json)?,
-        Command::Network(cmd) => match cmd {
-            NetworkCmd::Create(args) => network::create(ctx, &args)?,
-            NetworkCmd::Ls { json } => network::ls(ctx, json)?,
-            NetworkCmd::Inspect { network, json } => network::inspect(ctx, &network, json)?,
-            NetworkCmd::Rm { networks } => network::rm(ctx, &networks)?,
-            NetworkCmd::Prune { .. } => network::prune(ctx)?,
-            NetworkCmd::Connect { ip, ip6, network, container } => {
-                attach::connect(ctx, &network, &container, ip.as_deref(), ip6.as_deref())?
-            }
-            NetworkCmd::Disconnect { network, container } => attach::disconnect(ctx, &network, &container)?,
-        },
-        Command::Container(cmd) => match cmd {
-            ContainerCmd::Create { driver, network, ip, ip6, publish, name } => container::create(
-                ctx,
-                container::CreateArgs {
-                    name: &name,
-                    driver: driver.as_deref(),
-                    network: network.as_deref(),
-                    ip: ip.as_deref(),
-                    ip6: ip6.as_deref(),
-                    publish: &publish,
-                },
-            )?,
-            ContainerCmd::Start { container } => container::start(ctx, &container)?,
-            ContainerCmd::Stop { container } => container::stop(ctx, &container)?,
-            ContainerCmd::Rm { force, containers } => container::rm(ctx, &containers, force)?,
-            ContainerCmd::Ls { all, json } => container::ls(ctx, all, json)?,
-            ContainerCmd::Inspect { container, .. } => container::inspect(ctx, &container)?,
-            ContainerCmd::Exec { container, command } => return container::exec(ctx, &container, &command),
-        },
+        Command::Network(cmd) => network_command(ctx, cmd)?,
+        Command::Container(ContainerCmd::Exec { container, command }) => {
+            return container::exec(ctx, &container, &command)
+        }
+        Command::Container(cmd) => container_command(ctx, cmd)?,
         Command::System(SystemCmd::Reconcile) => system::reconcile(ctx)?,
+        Command::Serve { socket } => kleene::server::serve(ctx, socket)?,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kleene", &mut std::io::stdout());
         }
         Command::Manpage => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?,
     }
     Ok(0)
+}
+
+/// Print what a mutating command made or removed (nothing under --dry-run, which printed
+/// its commands instead).
+fn print_ids(ctx: &Ctx, ids: &[String]) {
+    if !ctx.global.dry_run {
+        ids.iter().for_each(|id| println!("{id}"));
+    }
+}
+
+fn print_json(doc: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(doc)?);
+    Ok(())
+}
+
+/// Run a command that removes several things: the ids removed are printed even when a later
+/// one is refused.
+fn removing(ctx: &mut Ctx, f: impl FnOnce(&mut Ctx, &mut Vec<String>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let mut removed = Vec::new();
+    let result = f(ctx, &mut removed);
+    print_ids(ctx, &removed);
+    result
+}
+
+fn network_command(ctx: &mut Ctx, cmd: NetworkCmd) -> anyhow::Result<()> {
+    match cmd {
+        NetworkCmd::Create(args) => {
+            let id = network::create(ctx, &args)?;
+            print_ids(ctx, &[id]);
+        }
+        NetworkCmd::Ls { json: true } => print_json(&network::ls(ctx)?.iter().map(network_json).collect::<Vec<_>>())?,
+        NetworkCmd::Ls { json: false } => {
+            let rows = network::ls(ctx)?.into_iter().map(|n| {
+                let subnets = [n.subnet, n.subnet6].iter().flatten().map(|s| s.to_string()).collect::<Vec<_>>();
+                vec![n.id, n.name, n.kind, n.interface, subnets.join(",")]
+            });
+            print_table(&["NETWORK ID", "NAME", "TYPE", "INTERFACE", "SUBNETS"], rows);
+        }
+        NetworkCmd::Inspect { network } => print_json(&network::inspect(ctx, &network)?)?,
+        NetworkCmd::Rm { networks } => removing(ctx, |ctx, removed| network::rm(ctx, &networks, removed))?,
+        NetworkCmd::Prune { .. } => removing(ctx, network::prune)?,
+        NetworkCmd::Connect { ip, ip6, network, container } => {
+            attach::connect(ctx, &network, &container, ip.as_deref(), ip6.as_deref())?
+        }
+        NetworkCmd::Disconnect { network, container } => attach::disconnect(ctx, &network, &container)?,
+    }
+    Ok(())
+}
+
+fn container_command(ctx: &mut Ctx, cmd: ContainerCmd) -> anyhow::Result<()> {
+    match cmd {
+        ContainerCmd::Create(args) => {
+            let id = container::create(ctx, &args)?;
+            print_ids(ctx, &[id]);
+        }
+        // As before the API existed, start and stop print nothing on success.
+        ContainerCmd::Start { container } => drop(container::start(ctx, &container)?),
+        ContainerCmd::Stop { container } => drop(container::stop(ctx, &container)?),
+        ContainerCmd::Rm { force, containers } => {
+            removing(ctx, |ctx, removed| container::rm(ctx, &containers, force, removed))?
+        }
+        ContainerCmd::Ls { all, json: true } => print_json(&container::ls(ctx, all)?)?,
+        ContainerCmd::Ls { all, json: false } => {
+            let rows = container::ls(ctx, all)?.into_iter().map(|c| {
+                let status = if c["running"] == true { "running" } else { "stopped" };
+                [&c["id"], &c["name"], &c["network_driver"]]
+                    .iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_string())
+                    .chain(std::iter::once(status.to_string()))
+                    .collect()
+            });
+            print_table(&["CONTAINER ID", "NAME", "DRIVER", "STATUS"], rows);
+        }
+        ContainerCmd::Inspect { container } => print_json(&container::inspect(ctx, &container)?)?,
+        ContainerCmd::Exec { .. } => unreachable!("handled by run"),
+    }
+    Ok(())
 }

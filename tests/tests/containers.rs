@@ -250,7 +250,7 @@ fn host_driver_sees_the_host_addresses() {
     let sb = Sandbox::new("ct-host");
     bridge(&sb, "br", 15);
     started(&sb, &["h"]);
-    let inspect = sb.kleene(&["container", "inspect", "h", "--json"]).json();
+    let inspect = sb.kleene(&["container", "inspect", "h"]).json();
     assert_eq!(inspect["container"]["network_driver"], "host");
     assert_eq!(inspect["container"]["running"], true);
     let out = sb.kleene(&["container", "exec", "h", "--", "ip", "-br", "addr", "show", "kleene0"]).ok();

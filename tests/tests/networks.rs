@@ -47,7 +47,7 @@ fn bridge_network_exists_in_the_kernel_and_goes_away() {
     assert!(br["flags"].as_array().unwrap().iter().any(|f| f == "UP"), "bridge is up: {br}");
     assert_eq!(addrs(&sb, "kleene0"), vec!["10.20.0.1/24", "fd00:20::1/64"]);
 
-    let inspect = sb.kleene(&["network", "inspect", "br", "--json"]).json();
+    let inspect = sb.kleene(&["network", "inspect", "br"]).json();
     let net = &inspect["network"];
     assert_eq!(net["id"], id.as_str());
     assert_eq!(net["type"], "bridge");
@@ -202,7 +202,7 @@ fn ids_resolve_by_unique_prefix_and_ambiguity_lists_candidates() {
     assert!(err.contains("ambiguous") && err.contains(a.as_str()) && err.contains(b.as_str()), "{err}");
     // The shortest prefix of `a` that no other id shares.
     let unique = (1..=a.len()).find(|&n| ids.iter().filter(|id| id.starts_with(&a[..n])).count() == 1).unwrap();
-    let inspect = sb.kleene(&["network", "inspect", &a[..unique], "--json"]).json();
+    let inspect = sb.kleene(&["network", "inspect", &a[..unique]]).json();
     assert_eq!(inspect["network"]["id"], a.as_str());
     assert_eq!(sb.kleene(&["network", "inspect", "zzz"]).err(), "kleene: network not found");
 }
@@ -328,7 +328,7 @@ fn concurrent_creates_never_collide() {
     for h in handles {
         h.join().unwrap();
     }
-    let inspect = sb.kleene(&["network", "inspect", "p0", "--json"]).json();
+    let inspect = sb.kleene(&["network", "inspect", "p0"]).json();
     let mut ips: Vec<&str> =
         inspect["network_endpoints"].as_array().unwrap().iter().map(|e| e["ip_address"].as_str().unwrap()).collect();
     ips.sort();

@@ -491,4 +491,11 @@ fn a_staged_subset_finds_its_plugins_next_to_the_binary() {
     for f in ["share/zsh/site-functions/_kleene", "share/fish/vendor_completions.d/kleene.fish"] {
         assert!(fs::metadata(prefix.path().join(f)).unwrap().len() > 0, "{f} is empty");
     }
+    // The service files start the staged binary's server.
+    let unit = fs::read_to_string(prefix.path().join("lib/systemd/system/kleened.service")).unwrap();
+    assert!(unit.contains(&format!("ExecStart={} serve", kleene.display())), "{unit}");
+    let rc = prefix.path().join("etc/rc.d/kleened");
+    let rc_text = fs::read_to_string(&rc).unwrap();
+    assert!(rc_text.contains(&format!("procname=\"{}\"", kleene.display())), "{rc_text}");
+    assert!(Command::new("sh").arg("-n").arg(&rc).status().unwrap().success(), "rc.d script is not valid sh");
 }

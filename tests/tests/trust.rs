@@ -155,6 +155,21 @@ fn a_crafted_database_is_refused_and_the_host_keeps_its_file_cgroup_and_interfac
     assert!(sb.links().contains(&"hostbr0".to_string()), "the host's interface survives");
     assert!(sb.sh("ip -br link show lo").ok().contains("UP"), "lo stays up");
 
+    // (e) An endpoint address outside its network (an ipnet address lands on the host).
+    db.execute("DELETE FROM journal", []).unwrap();
+    sb.kleene(&["container", "create", "-l", "ipnet", "-n", "n", "i"]).ok();
+    let set_address = |ip: &str| {
+        let sql =
+            "UPDATE endpoints SET ip_address = ?1 WHERE container_id = (SELECT id FROM containers WHERE name = 'i')";
+        db.execute(sql, [ip]).unwrap();
+    };
+    set_address("127.0.0.1");
+    let err = sb.kleene(&["container", "start", "i"]).err();
+    assert!(err.contains("address of a container on network n: 127.0.0.1 is outside 10.61.0.0/24"), "{err}");
+    assert!(!sb.sh("ip -br addr show dev kleene0").ok().contains("127.0.0.1"), "no host address added");
+    set_address("10.61.0.9");
+    plant_journal(&db, &serde_json::json!([{"op": "delete_link", "name": "hostbr0", "kind": "bridge"}]));
+
     // Nothing ran and nothing was recorded; the refused row stays for the operator to see.
     assert_eq!(networks(&sb), 1);
     let rows: i64 = db.query_row("SELECT count(*) FROM journal", [], |r| r.get(0)).unwrap();

@@ -10,6 +10,8 @@
 //! DIR/share/bash-completion/completions/kleene     (kleene completions bash)
 //! DIR/share/zsh/site-functions/_kleene             (kleene completions zsh)
 //! DIR/share/fish/vendor_completions.d/kleene.fish  (kleene completions fish)
+//! DIR/lib/systemd/system/kleened.service           (packaging/systemd, paths filled in)
+//! DIR/etc/rc.d/kleened                             (packaging/freebsd, mode 0755)
 //! ```
 //!
 //! The installed `kleene` finds its plugins in `<bin>/../lib/kleene/plugins` without any
@@ -109,6 +111,18 @@ fn generate(kleene: &Path, args: &[&str], to: &Path) -> Result<(), String> {
     fs::write(to, out.stdout).map_err(|e| format!("{}: {e}", to.display()))
 }
 
+/// Install a service file from the source tree with `@BINDIR@` set to the staged binary's dir.
+fn service_file(source: &str, prefix: &Path, to: &str, mode: u32) -> Result<(), String> {
+    let from = workspace_root().join(source);
+    let text = fs::read_to_string(&from).map_err(|e| format!("{}: {e}", from.display()))?;
+    let bindir = prefix.join("bin");
+    let to = prefix.join(to);
+    fs::create_dir_all(to.parent().expect("a file in a dir")).map_err(|e| format!("{}: {e}", to.display()))?;
+    fs::write(&to, text.replace("@BINDIR@", &bindir.display().to_string()))
+        .map_err(|e| format!("{}: {e}", to.display()))?;
+    fs::set_permissions(&to, fs::Permissions::from_mode(mode)).map_err(|e| format!("{}: {e}", to.display()))
+}
+
 fn stage(s: &Stage) -> Result<(), String> {
     cargo_build("kleene-host", s.release)?;
     for plugin in &s.plugins {
@@ -133,6 +147,8 @@ fn stage(s: &Stage) -> Result<(), String> {
     generate(&kleene, &["completions", "bash"], &share.join("bash-completion/completions/kleene"))?;
     generate(&kleene, &["completions", "zsh"], &share.join("zsh/site-functions/_kleene"))?;
     generate(&kleene, &["completions", "fish"], &share.join("fish/vendor_completions.d/kleene.fish"))?;
+    service_file("packaging/systemd/kleened.service", prefix, "lib/systemd/system/kleened.service", 0o644)?;
+    service_file("packaging/freebsd/kleened", prefix, "etc/rc.d/kleened", 0o755)?;
     println!("staged kleene with plugins [{}] in {}", s.plugins.join(", "), prefix.display());
     Ok(())
 }

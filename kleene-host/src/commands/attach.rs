@@ -102,7 +102,11 @@ pub fn forget_endpoint(tx: &Connection, ep: &Endpoint) -> Result<()> {
 pub fn attachments(db: &Connection, container_id: &str) -> Result<Vec<Attachment>> {
     state::endpoints_where(db, "container_id", container_id)?
         .into_iter()
-        .map(|endpoint| Ok(Attachment { network: state::network_by_id(db, &endpoint.network_id)?.network, endpoint }))
+        .map(|endpoint| {
+            let network = state::network_by_id(db, &endpoint.network_id)?.network;
+            state::checked::endpoint_on(&endpoint, &network)?;
+            Ok(Attachment { network, endpoint })
+        })
         .collect()
 }
 
@@ -171,7 +175,7 @@ pub fn disconnect(ctx: &mut Ctx, network: &str, container: &str) -> Result<()> {
     let session = ctx.begin(&state)?;
     let (container, row) = resolve_pair(&state, network, container)?;
     let Some(ep) = state::endpoint(&state.db, &row.network.id, &container.id)? else {
-        bail!("endpoint configuration not found");
+        return Err(crate::error::NotFound("endpoint configuration not found".into()).into());
     };
     let plan = disconnect_plan(ctx, &state, &row.network, &ep)?;
     let what = format!("network disconnect {} {}", row.network.name, container.name);

@@ -1,8 +1,9 @@
 //! `kleene container ...`: create, start, stop, rm, ls, inspect, exec.
 
 use super::attach::{self, attachments, check_matrix, new_endpoint, planned_links, record_endpoint};
-use super::output::{endpoint_json, print_table};
+use super::output::endpoint_json;
 use super::{apply, validate_name, Ctx};
+use crate::cli::ContainerCreate;
 use crate::firewall;
 use crate::state::{self, State};
 use anyhow::{bail, Result};
@@ -10,21 +11,12 @@ use kleene_plugin_api::{Attachment, Call, Container, DefaultFor, Plan, PluginKin
 use rusqlite::Connection;
 use serde_json::json;
 
-pub struct CreateArgs<'a> {
-    pub name: &'a str,
-    pub driver: Option<&'a str>,
-    pub network: Option<&'a str>,
-    pub ip: Option<&'a str>,
-    pub ip6: Option<&'a str>,
-    /// `--publish` specs, as given.
-    pub publish: &'a [String],
-}
-
-pub fn create(ctx: &mut Ctx, args: CreateArgs<'_>) -> Result<()> {
-    validate_name("container", args.name)?;
+/// Create a container (stopped); its id.
+pub fn create(ctx: &mut Ctx, args: &ContainerCreate) -> Result<String> {
+    validate_name("container", &args.name)?;
     // As klee: one default driver without a network, another with one (plugins declare them).
-    let driver = match args.driver {
-        Some(d) => d.to_string(),
+    let driver = match &args.driver {
+        Some(d) => d.clone(),
         None if args.network.is_some() => ctx.default_plugin(PluginKind::Driver, DefaultFor::DriverWithNetwork)?,
         None => ctx.default_plugin(PluginKind::Driver, DefaultFor::DriverWithoutNetwork)?,
     };
@@ -34,12 +26,12 @@ pub fn create(ctx: &mut Ctx, args: CreateArgs<'_>) -> Result<()> {
         firewall::check_can_publish(driver, stack).map_err(anyhow::Error::msg)?;
     }
     let mut ports = Vec::new();
-    for spec in args.publish {
+    for spec in &args.publish {
         ports.push(firewall::parse_publish(spec).map_err(anyhow::Error::msg)?);
     }
     let mut state = ctx.state()?;
     let session = ctx.begin(&state)?;
-    if state::resolve(&state.db, "containers", "container", args.name)
+    if state::resolve(&state.db, "containers", "container", &args.name)
         .is_ok_and(|id| state::container_by_id(&state.db, &id).is_ok_and(|c| c.name == args.name))
     {
         bail!("container name is already taken");
@@ -47,25 +39,25 @@ pub fn create(ctx: &mut Ctx, args: CreateArgs<'_>) -> Result<()> {
     check_port_conflicts(&state, &ports)?;
     let container =
         Container { id: state::new_id(), name: args.name.to_string(), driver: driver.to_string(), running: false };
-    let endpoint = match args.network {
+    let endpoint = match args.network.as_deref() {
         None => None,
         Some(net) => {
             let id = state::resolve(&state.db, "networks", "network", net)?;
             let row = state::network_by_id(&state.db, &id)?;
             check_matrix(ctx, driver, &row.network)?;
-            Some(new_endpoint(&state.db, &row.network, &container.id, args.ip, args.ip6)?)
+            Some(new_endpoint(&state.db, &row.network, &container.id, args.ip.as_deref(), args.ip6.as_deref())?)
         }
     };
     let plan = kleene_plugin_api::Plan::new();
     apply(ctx, &mut state, session, &format!("container create {}", container.name), &plan, |tx, _| {
         state::insert_container(tx, &container, stack)?;
-        state::insert_published(tx, &container.id, args.publish)?;
+        state::insert_published(tx, &container.id, &args.publish)?;
+        if let Some(config) = &args.config {
+            state::set_container_config(tx, &container.id, config)?;
+        }
         endpoint.iter().try_for_each(|ep| record_endpoint(tx, ep))
     })?;
-    if !ctx.global.dry_run {
-        println!("{}", container.id);
-    }
-    Ok(())
+    Ok(container.id)
 }
 
 /// Whether two published ports claim a common host port of one protocol on some interface.
@@ -104,7 +96,8 @@ fn find(state: &State, ident: &str) -> Result<Container> {
     state::container_by_id(&state.db, &id)
 }
 
-pub fn start(ctx: &mut Ctx, ident: &str) -> Result<()> {
+/// Start a container; its id.
+pub fn start(ctx: &mut Ctx, ident: &str) -> Result<String> {
     let mut state = ctx.state()?;
     let session = ctx.begin(&state)?;
     let container = find(&state, ident)?;
@@ -114,7 +107,8 @@ pub fn start(ctx: &mut Ctx, ident: &str) -> Result<()> {
     let (plan, attachments) = start_plan(ctx, &state, &container)?;
     apply(ctx, &mut state, session, &format!("container start {}", container.name), &plan, |tx, _| {
         record_start(tx, &container, &attachments)
-    })
+    })?;
+    Ok(container.id)
 }
 
 /// The driver's start plan, and the attachments with the pair names it chose.
@@ -142,14 +136,17 @@ pub fn record_start(tx: &Connection, c: &Container, attachments: &[Attachment]) 
     Ok(())
 }
 
-pub fn stop(ctx: &mut Ctx, ident: &str) -> Result<()> {
+/// Stop a container; its id.
+pub fn stop(ctx: &mut Ctx, ident: &str) -> Result<String> {
     let mut state = ctx.state()?;
     let session = ctx.begin(&state)?;
     let container = find(&state, ident)?;
     if !container.running {
         bail!("container {} is not running", container.name);
     }
-    stop_running(ctx, &mut state, session, container)
+    let id = container.id.clone();
+    stop_running(ctx, &mut state, session, container)?;
+    Ok(id)
 }
 
 fn stop_running(
@@ -177,7 +174,9 @@ pub fn stop_plan(ctx: &mut Ctx, state: &State, container: &Container) -> Result<
     driver.plan(&Call::ContainerStop { container: container.clone(), attachments })
 }
 
-pub fn rm(ctx: &mut Ctx, idents: &[String], force: bool) -> Result<()> {
+/// Remove containers (`force`: stopping running ones first); the ids removed go to `removed`
+/// as they go, so a refusal part-way still reports them.
+pub fn rm(ctx: &mut Ctx, idents: &[String], force: bool, removed: &mut Vec<String>) -> Result<()> {
     for ident in idents {
         let mut state = ctx.state()?;
         let container = find(&state, ident)?;
@@ -195,43 +194,58 @@ pub fn rm(ctx: &mut Ctx, idents: &[String], force: bool) -> Result<()> {
             endpoints.iter().try_for_each(|ep| attach::forget_endpoint(tx, ep))?;
             state::delete_container(tx, &container.id)
         })?;
-        if !ctx.global.dry_run {
-            println!("{}", container.id);
-        }
+        removed.push(container.id);
     }
     Ok(())
 }
 
-pub fn ls(ctx: &Ctx, all: bool, json: bool) -> Result<()> {
+/// Containers (`all`: stopped ones too), oldest first, in Kleene's `ContainerSummary` shape.
+pub fn ls(ctx: &Ctx, all: bool) -> Result<Vec<serde_json::Value>> {
     let state = ctx.read_state()?;
-    let list: Vec<Container> = state::containers(&state.db)?.into_iter().filter(|c| all || c.running).collect();
-    if json {
-        let docs: Vec<_> = list.iter().map(container_json).collect();
-        println!("{}", serde_json::to_string_pretty(&docs)?);
-        return Ok(());
-    }
-    let rows = list.iter().map(|c| {
-        vec![c.id.clone(), c.name.clone(), c.driver.clone(), if c.running { "running" } else { "stopped" }.to_string()]
-    });
-    print_table(&["CONTAINER ID", "NAME", "DRIVER", "STATUS"], rows);
-    Ok(())
+    let mut extras = state::container_extras(&state.db)?;
+    Ok(state::containers(&state.db)?
+        .into_iter()
+        .filter(|c| all || c.running)
+        .map(|c| {
+            let extra = extras.remove(&c.id).unwrap_or_default();
+            container_json(&c, &extra)
+        })
+        .collect())
 }
 
-fn container_json(c: &Container) -> serde_json::Value {
-    json!({"id": c.id, "name": c.name, "network_driver": c.driver, "running": c.running})
+/// Kleene's container fields. kleene runs no images: what a runtime recorded at create
+/// (image, command, ...) is given back as it was given; `created` is ISO-8601 as klee expects.
+fn container_json(c: &Container, extra: &state::ContainerExtra) -> serde_json::Value {
+    let config = &extra.config;
+    let field = |name: &str, default: serde_json::Value| config.get(name).cloned().unwrap_or(default);
+    json!({
+        "id": c.id, "name": c.name, "network_driver": c.driver, "running": c.running,
+        "created": humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(extra.created.max(0) as u64)
+        ).to_string(),
+        "image_id": field("image", json!("")),
+        "cmd": field("cmd", json!([])),
+        "user": field("user", json!("")),
+        "env": field("env", json!([])),
+        "jail_param": field("jail_param", json!([])),
+        "persist": field("persist", json!(false)),
+        "restart_policy": field("restart_policy", json!("no")),
+        "dataset": "",
+        "pid": null,
+    })
 }
 
-pub fn inspect(ctx: &Ctx, ident: &str) -> Result<()> {
+/// A container, its endpoints and its published ports.
+pub fn inspect(ctx: &Ctx, ident: &str) -> Result<serde_json::Value> {
     let state = ctx.read_state()?;
     let c = find(&state, ident)?;
+    let extra = state::container_extras(&state.db)?.remove(&c.id).unwrap_or_default();
     let endpoints = state::endpoints_where(&state.db, "container_id", &c.id)?;
-    let doc = json!({
-        "container": container_json(&c),
+    Ok(json!({
+        "container": container_json(&c, &extra),
         "container_endpoints": endpoints.iter().map(endpoint_json).collect::<Vec<_>>(),
         "published": state::published(&state.db)?.remove(&c.id).unwrap_or_default(),
-    });
-    println!("{}", serde_json::to_string_pretty(&doc)?);
-    Ok(())
+    }))
 }
 
 pub fn exec(ctx: &mut Ctx, ident: &str, command: &[String]) -> Result<i32> {
@@ -240,19 +254,17 @@ pub fn exec(ctx: &mut Ctx, ident: &str, command: &[String]) -> Result<i32> {
     if !c.running {
         bail!("container {} is not running: start it first", c.name);
     }
-    let stack = ctx.plugin(&c.driver, PluginKind::Driver)?.stack();
+    // The driver's declared stack says whether the container has a namespace of its own.
+    let own_netns = matches!(ctx.plugin(&c.driver, PluginKind::Driver)?.stack(), Stack::Private | Stack::Disabled);
     #[cfg(target_os = "linux")]
     {
         use crate::executor::linux::spawn::{self, NetworkScope};
-        let scope = match stack {
-            Stack::Private | Stack::Disabled => NetworkScope::Own,
-            Stack::Host | Stack::Restricted => NetworkScope::Host,
-        };
+        let scope = if own_netns { NetworkScope::Own } else { NetworkScope::Host };
         spawn::run(ctx.trusted_run_dir()?, &c.id, scope, command)
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = (command, stack);
+        let _ = (command, own_netns);
         bail!("container exec is only implemented on Linux")
     }
 }

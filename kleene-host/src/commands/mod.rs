@@ -42,6 +42,18 @@ impl Ctx {
         Ctx { global, state_dir, run_dir, registry: None, loaded: Vec::new(), gw_if: Default::default() }
     }
 
+    /// A context for a long-lived server, made from this one: same directories and flags,
+    /// nothing cached yet.
+    pub fn detached(&self) -> Ctx {
+        Ctx::new(self.global.clone())
+    }
+
+    /// Forget what may change between a server's requests (the default route); loaded plugins
+    /// stay loaded.
+    pub fn begin_request(&mut self) {
+        self.gw_if = Default::default();
+    }
+
     pub fn registry(&mut self) -> &Registry {
         let path = self.global.plugin_path.clone();
         self.registry.get_or_insert_with(|| Registry::discover(path.as_deref()))

@@ -1,6 +1,6 @@
 //! `kleene network ...`: create, ls, inspect, rm, prune.
 
-use super::output::{network_json, print_table};
+use super::output::network_json;
 use super::{apply, attach, validate_name, Ctx};
 use crate::cli::NetworkCreate;
 use crate::executor::Fact;
@@ -28,7 +28,7 @@ const RESERVED: &[(&str, &str)] = &[
     ("ff00::/8", "multicast"),
 ];
 
-fn parse_subnet(field: &str, value: Option<&str>, v4: bool) -> Result<Option<Cidr>> {
+pub(crate) fn parse_subnet(field: &str, value: Option<&str>, v4: bool) -> Result<Option<Cidr>> {
     let Some(value) = value.filter(|v| !v.is_empty()) else { return Ok(None) };
     let cidr: Cidr = value.parse().map_err(|e| anyhow!("invalid {field}: {e}"))?;
     if cidr.addr.is_ipv4() != v4 {
@@ -124,7 +124,8 @@ fn free_interface(existing: &[NetworkRow], mut taken: impl FnMut(&str) -> bool) 
     (0..).map(|n| format!("kleene{n}")).find(|n| !used.contains(n.as_str()) && !taken(n)).expect("unbounded")
 }
 
-pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
+/// Create a network; its id.
+pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<String> {
     validate_name("network", &args.name)?;
     let kind = match &args.kind {
         Some(kind) => kind.clone(),
@@ -223,30 +224,17 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<()> {
         }
         Ok(())
     })?;
-    if !ctx.global.dry_run {
-        println!("{id}");
-    }
-    Ok(())
+    Ok(id)
 }
 
-pub fn ls(ctx: &Ctx, json: bool) -> Result<()> {
+/// Every network, oldest first.
+pub fn ls(ctx: &Ctx) -> Result<Vec<Network>> {
     let state = ctx.read_state()?;
-    let rows = state::networks(&state.db)?;
-    if json {
-        let list: Vec<_> = rows.iter().map(|r| network_json(&r.network)).collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(());
-    }
-    let table = rows.iter().map(|r| {
-        let n = &r.network;
-        let subnets = [n.subnet, n.subnet6].iter().flatten().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
-        vec![n.id.clone(), n.name.clone(), n.kind.clone(), n.interface.clone(), subnets]
-    });
-    print_table(&["NETWORK ID", "NAME", "TYPE", "INTERFACE", "SUBNETS"], table);
-    Ok(())
+    Ok(state::networks(&state.db)?.into_iter().map(|r| r.network).collect())
 }
 
-pub fn inspect(ctx: &Ctx, ident: &str, json: bool) -> Result<()> {
+/// A network, its endpoints, how its interface was made and its address usage.
+pub fn inspect(ctx: &Ctx, ident: &str) -> Result<serde_json::Value> {
     let state = ctx.read_state()?;
     let id = state::resolve(&state.db, "networks", "network", ident)?;
     let row = state::network_by_id(&state.db, &id)?;
@@ -267,13 +255,12 @@ pub fn inspect(ctx: &Ctx, ident: &str, json: bool) -> Result<()> {
         "link_kind": row.link_kind,
         "address_usage": usage,
     });
-    // Like `docker network inspect`, the document is JSON either way.
-    let _ = json;
-    println!("{}", serde_json::to_string_pretty(&doc)?);
-    Ok(())
+    Ok(doc)
 }
 
-pub fn rm(ctx: &mut Ctx, idents: &[String]) -> Result<()> {
+/// Remove networks (disconnecting their containers first); their ids, in order. Stops at
+/// the first refusal, reporting the ids removed before it through `removed`.
+pub fn rm(ctx: &mut Ctx, idents: &[String], removed: &mut Vec<String>) -> Result<()> {
     for ident in idents {
         let mut state = ctx.state()?;
         let session = ctx.begin(&state)?;
@@ -292,14 +279,13 @@ pub fn rm(ctx: &mut Ctx, idents: &[String]) -> Result<()> {
             }
             state::delete_network(tx, &id)
         })?;
-        if !ctx.global.dry_run {
-            println!("{id}");
-        }
+        removed.push(id);
     }
     Ok(())
 }
 
-pub fn prune(ctx: &mut Ctx) -> Result<()> {
+/// Remove every network without endpoints; their ids.
+pub fn prune(ctx: &mut Ctx, removed: &mut Vec<String>) -> Result<()> {
     let unused: Vec<String> = {
         let state = ctx.state()?;
         state::networks(&state.db)?
@@ -310,5 +296,5 @@ pub fn prune(ctx: &mut Ctx) -> Result<()> {
             .map(|r| r.network.id)
             .collect()
     };
-    rm(ctx, &unused)
+    rm(ctx, &unused, removed)
 }

@@ -202,7 +202,14 @@ fn parse_publish_invalid() {
         ("8010-8000", r#"range "8010-8000" runs backwards (write 8000-8010)"#),
         ("8000-8010:9000-9005", r#"container range "9000-9005" is not as long as the host range (or use N-*)"#),
         ("65000-65010:65530-*", r#"container range "65530-*" runs past 65535"#),
-        ("averyveryverylongifname:80", r#"bad interface name "averyveryverylongifname" (1-15 characters, no spaces)"#),
+        (
+            "averyveryverylongifname:80",
+            "invalid interface name 'averyveryverylongifname': use 1-15 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        ),
+        (
+            "et\"h0:80",
+            "invalid interface name 'et\"h0': use 1-15 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        ),
         ("eth0:", r#"bad port "" (ports are 1-65535)"#),
     ];
     for (spec, why) in cases {

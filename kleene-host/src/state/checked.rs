@@ -6,13 +6,14 @@
 //! interfaces that are kleene's.
 
 use super::NetworkRow;
-use crate::commands::network::validate_interface;
+use crate::commands::network::{parse_subnet, validate_interface};
 use crate::commands::validate_name;
 use crate::executor::Executor;
 use anyhow::{bail, Result};
-use kleene_plugin_api::{Container, Endpoint, Op};
+use kleene_plugin_api::{Cidr, Container, Endpoint, Network, Op};
 use rusqlite::Connection;
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 /// The fix named by every refusal: kleene cannot tell which row is the lie.
 const FIX: &str = "the state database was altered outside kleene: restore it from a backup";
@@ -45,7 +46,35 @@ pub fn network(row: &NetworkRow) -> Result<()> {
     if !n.nat.is_empty() {
         interface(&n.nat)?;
     }
+    for (field, subnet, gateway, v4) in
+        [("subnet", n.subnet, n.gateway, true), ("subnet6", n.subnet6, n.gateway6, false)]
+    {
+        if let Some(s) = subnet {
+            parse_subnet(field, Some(&s.to_string()), v4)
+                .map_err(|e| anyhow::anyhow!("refusing the state database: network {}: {e}; {FIX}", n.name))?;
+        }
+        if let Some(gw) = gateway {
+            address_in(&format!("network {}: gateway", n.name), gw, subnet)?;
+        }
+    }
     Ok(())
+}
+
+/// `ip` (named by `what`) lies in `subnet`.
+pub fn address_in(what: &str, ip: IpAddr, subnet: Option<Cidr>) -> Result<()> {
+    if !subnet.is_some_and(|s| s.contains(ip)) {
+        let subnet = subnet.map_or("no subnet of its family".to_string(), |s| s.to_string());
+        bail!("refusing the state database: {what} {ip} is outside {subnet}; {FIX}");
+    }
+    Ok(())
+}
+
+/// An endpoint's addresses lie in its network's subnets (they become addresses on the host
+/// for some drivers).
+pub fn endpoint_on(e: &Endpoint, n: &Network) -> Result<()> {
+    let what = format!("the address of a container on network {}:", n.name);
+    e.ip_address.iter().try_for_each(|&ip| address_in(&what, ip, n.subnet))?;
+    e.ip_address6.iter().try_for_each(|&ip| address_in(&what, ip, n.subnet6))
 }
 
 pub fn container(c: &Container) -> Result<()> {

@@ -126,6 +126,7 @@ pub fn allocate(db: &Connection, network_id: &str, subnet: &Cidr) -> Result<IpAd
         bail!("no more {} IP's left in the network", family_word(like));
     };
     let ip = unkey(like, &start);
+    super::checked::address_in("a free address of the network", ip, Some(*subnet))?;
     take(db, network_id, ip)?;
     Ok(ip)
 }

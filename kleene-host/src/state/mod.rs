@@ -50,6 +50,10 @@ CREATE TABLE published (
 ALTER TABLE containers ADD COLUMN stack TEXT;
 ALTER TABLE networks ADD COLUMN forwarded INTEGER;
 "#,
+    // The configuration a runtime gave at create (the API's `ContainerConfig`), kept as given.
+    r#"
+ALTER TABLE containers ADD COLUMN config TEXT;
+"#,
 ];
 
 pub struct State {

@@ -222,14 +222,14 @@ pub fn resolve(db: &Connection, table: &str, what: &str, ident: &str) -> Result<
         return Ok(id);
     }
     if ident.is_empty() || !ident.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("{what} not found");
+        return Err(crate::error::NotFound(format!("{what} not found")).into());
     }
     let mut stmt = db.prepare(&format!("SELECT id, name FROM {table} WHERE substr(id, 1, ?2) = ?1 ORDER BY id"))?;
     let found: Vec<(String, String)> = stmt
         .query_map(params![ident, ident.len()], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     match found.as_slice() {
-        [] => Err(anyhow!("{what} not found")),
+        [] => Err(crate::error::NotFound(format!("{what} not found")).into()),
         [(id, _)] => Ok(id.clone()),
         many => {
             let list: Vec<String> = many.iter().map(|(id, name)| format!("{id} ({name})")).collect();
@@ -270,4 +270,34 @@ pub fn all_endpoints(db: &Connection) -> Result<Vec<Endpoint>> {
     let mut stmt = db.prepare_cached("SELECT * FROM endpoints ORDER BY seq")?;
     let rows = stmt.query_map([], endpoint_from_row)?.collect::<rusqlite::Result<_>>()?;
     Ok(rows)
+}
+
+/// What the host keeps of a container besides the plugin-visible fields.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerExtra {
+    /// Unix time of creation.
+    pub created: i64,
+    /// The configuration a runtime gave at create (Kleene's `ContainerConfig`), as given; an
+    /// empty object from the CLI.
+    pub config: serde_json::Map<String, serde_json::Value>,
+}
+
+pub fn container_extras(db: &Connection) -> Result<std::collections::HashMap<String, ContainerExtra>> {
+    let mut stmt = db.prepare_cached("SELECT id, created, config FROM containers")?;
+    let rows =
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?)))?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (id, created, config) = row?;
+        // Recorded by kleene itself as a JSON object; anything else reads as empty.
+        let config = config.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default();
+        out.insert(id, ContainerExtra { created, config });
+    }
+    Ok(out)
+}
+
+/// Record the configuration a runtime gave for a new container.
+pub fn set_container_config(db: &Connection, id: &str, config: &serde_json::Value) -> Result<()> {
+    db.execute("UPDATE containers SET config = ?2 WHERE id = ?1", params![id, config.to_string()])?;
+    Ok(())
 }
