@@ -2,7 +2,7 @@
 //! itself with the subnet's prefix, so vnet containers route through the host; an explicit
 //! gateway is only the containers' default route (as in Kleene).
 
-use kleene_plugin_api::{Call, Host, LinkKind, Network, NetworkTraits, Op, Plan, Plugin, PluginError, PluginInfo};
+use kleene_plugin_api::{Call, Host, LinkKind, Network, NetworkTraits, Plan, Plugin, PluginError, PluginInfo};
 use std::net::IpAddr;
 
 #[derive(Default)]
@@ -15,6 +15,12 @@ fn held_gateways(network: &Network) -> Vec<(IpAddr, u8)> {
     v4.into_iter().chain(v6).collect()
 }
 
+/// The bridge with its held gateways, up (Kleene never brings its bridges up; `own_link`
+/// does).
+fn create(network: &Network) -> Plan {
+    Plan::own_link(&network.interface, LinkKind::Bridge, &held_gateways(network))
+}
+
 impl Plugin for Bridge {
     fn info(&self) -> PluginInfo {
         let about = "a bridge interface per network, holding the auto gateways";
@@ -24,14 +30,10 @@ impl Plugin for Bridge {
 
     fn plan(&self, call: &Call, _host: &Host<'_>) -> Result<Plan, PluginError> {
         match call {
-            // Kleene never brings its bridges up; `own_link` does.
-            Call::NetworkCreate { network } => {
-                Ok(Plan::own_link(&network.interface, LinkKind::Bridge, &held_gateways(network)))
-            }
+            Call::NetworkCreate { network } => Ok(create(network)),
+            // Undone by building the bridge again as create does: gateways, up.
             Call::NetworkRemove { network } => {
-                let mut plan = Plan::new();
-                plan.push(Op::DeleteLink { name: network.interface.clone(), kind: LinkKind::Bridge });
-                Ok(plan)
+                Ok(Plan::delete_own_link(&network.interface, LinkKind::Bridge, &create(network)))
             }
             other => Err(other.unsupported("bridge")),
         }
