@@ -104,6 +104,12 @@ enum JournalUndo {
     Flat(Vec<Op>),
 }
 
+/// The undo a journal row holds for `plan`: each step's, in step order.
+fn journal_undo(plan: &Plan) -> Result<String> {
+    let per_step: Vec<&Vec<Op>> = plan.steps.iter().map(|s| &s.undo).collect();
+    Ok(serde_json::to_string(&per_step)?)
+}
+
 /// What rolls back a journal row: the undo of each step that started, last first.
 /// `progress` None (an older row) means every step.
 fn rollback_of(undo: &str, progress: Option<i64>) -> Result<Vec<Op>> {
@@ -133,8 +139,7 @@ pub fn run(
     let journal_id = if plan.steps.is_empty() {
         None
     } else {
-        let per_step: Vec<&Vec<Op>> = plan.steps.iter().map(|s| &s.undo).collect();
-        let undo = serde_json::to_string(&per_step)?;
+        let undo = journal_undo(plan)?;
         state.db.execute("INSERT INTO journal (what, undo, progress) VALUES (?1, ?2, 0)", params![what, undo])?;
         tracing::trace!("journaled");
         Some(state.db.last_insert_rowid())
@@ -246,5 +251,50 @@ impl Fault {
             anyhow::bail!("injected fault at {name}");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kleene_plugin_api::LinkKind;
+
+    fn link(name: &str) -> Op {
+        Op::DeleteLink { name: name.into(), kind: LinkKind::Bridge }
+    }
+
+    fn up(name: &str) -> Op {
+        Op::SetLinkUp { name: name.into(), sandbox: None }
+    }
+
+    #[test]
+    fn a_rollback_undoes_only_the_steps_that_started_last_first() {
+        let per_step = serde_json::to_string(&[vec![link("a")], vec![link("b"), up("b")], vec![link("c")]]).unwrap();
+        assert_eq!(rollback_of(&per_step, Some(0)).unwrap(), vec![]);
+        assert_eq!(rollback_of(&per_step, Some(2)).unwrap(), vec![link("b"), up("b"), link("a")]);
+        let all = vec![link("c"), link("b"), up("b"), link("a")];
+        assert_eq!(rollback_of(&per_step, Some(3)).unwrap(), all);
+        assert_eq!(rollback_of(&per_step, Some(9)).unwrap(), all);
+        assert_eq!(rollback_of(&per_step, Some(-1)).unwrap(), vec![]);
+        // A row without a count (written by hand, or half-migrated): every step.
+        assert_eq!(rollback_of(&per_step, None).unwrap(), all);
+    }
+
+    #[test]
+    fn a_row_of_the_old_flat_format_rolls_back_as_written() {
+        let flat = serde_json::to_string(&[link("b"), link("a")]).unwrap();
+        assert_eq!(rollback_of(&flat, None).unwrap(), vec![link("b"), link("a")]);
+        assert_eq!(rollback_of("[]", None).unwrap(), vec![]);
+        assert!(rollback_of("{\"op\": 1}", None).is_err());
+    }
+
+    #[test]
+    fn the_journal_holds_each_steps_undo_in_step_order() {
+        let mut plan = Plan::new();
+        plan.push(Op::CreateLink { name: "a".into(), kind: LinkKind::Bridge });
+        plan.push_with_undo(up("b"), vec![link("b"), up("c")]);
+        let row = journal_undo(&plan).unwrap();
+        assert_eq!(rollback_of(&row, Some(2)).unwrap(), undo_of(&plan, 2));
+        assert_eq!(rollback_of(&row, Some(1)).unwrap(), undo_of(&plan, 1));
     }
 }
