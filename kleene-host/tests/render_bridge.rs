@@ -65,3 +65,15 @@ fn linux_bridge_create() {
     ];
     assert_eq!(linux(&Bridge, create(net)), lines(&expected));
 }
+
+/// A rolled-back `network rm` gives the bridge back as create made it (its MAC, gateways,
+/// up), not a bare, down bridge.
+#[test]
+fn removing_a_bridge_is_undone_by_creating_it_again() {
+    let net = bridge(Gw::Auto("10.0.0.1"), Gw::Auto("fd00::1"));
+    let created: Vec<Op> = plan_of(&Bridge, &create(net.clone())).steps.into_iter().map(|s| s.op).collect();
+    let removal = plan_of(&Bridge, &remove(net));
+    assert_eq!(removal.steps.len(), 1);
+    assert_eq!(removal.steps[0].undo, created);
+    assert_eq!(created.len(), 5, "link, MAC, two gateways, up: {created:?}");
+}

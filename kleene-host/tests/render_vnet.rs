@@ -184,3 +184,20 @@ fn linux_vnet_start_and_stop() {
     ];
     assert_eq!(linux(&Vnet, stop("vnet", vec![first])), lines(&expected));
 }
+
+/// A rolled-back stop gives each attachment back as start built it: the undo of each pair's
+/// deletion is start's steps for that attachment (the default route of a family only where
+/// start gave one), and the sandbox's destruction is undone by its creation.
+#[test]
+fn a_stop_is_undone_by_what_start_did() {
+    let (first, second) = vnet_pair();
+    let attachments = vec![running(first, HOST_END_1, "eth0"), running(second, HOST_END_2, "eth1")];
+    let start = plan_of(&Vnet, &start("vnet", attachments.clone()));
+    let stop = plan_of(&Vnet, &stop("vnet", attachments));
+    let (sandbox, joins) = start.steps.split_first().unwrap();
+    let joins: Vec<Op> = joins.iter().map(|s| s.op.clone()).collect();
+    let rejoins: Vec<Op> =
+        stop.steps.iter().filter(|s| matches!(s.op, Op::DeletePair { .. })).flat_map(|s| s.undo.clone()).collect();
+    assert_eq!(rejoins, joins);
+    assert_eq!(stop.steps.last().unwrap().undo, vec![sandbox.op.clone()]);
+}

@@ -256,6 +256,16 @@ impl Plan {
         plan
     }
 
+    /// The remove plan of a network type that owns its interface: delete the link. Its undo
+    /// builds the link again as `create` (the type's create plan for the network) does, so a
+    /// rolled-back removal gives the network back whole (its addresses, up), not bare.
+    pub fn delete_own_link(name: &str, kind: LinkKind, create: &Plan) -> Plan {
+        let mut plan = Plan::new();
+        let rebuild = create.steps.iter().map(|s| s.op.clone()).collect();
+        plan.push_with_undo(Op::DeleteLink { name: name.into(), kind }, rebuild);
+        plan
+    }
+
     /// The whole policy of a driver that cannot join networks: build the sandbox on start,
     /// tear it down on stop, refuse everything else.
     pub fn sandbox_only(call: &crate::Call, stack: Stack, plugin: &str) -> Result<Plan, crate::PluginError> {
@@ -301,6 +311,18 @@ mod tests {
         assert_eq!(op.name(), "set_link_up");
         let back: Op = serde_json::from_str(&json).unwrap();
         assert_eq!(back, op);
+    }
+
+    #[test]
+    fn deleting_an_own_link_is_undone_by_building_it_again() {
+        let gw = "10.0.0.1".parse().unwrap();
+        let create = Plan::own_link("kleene0", LinkKind::Bridge, &[(gw, 24)]);
+        let remove = Plan::delete_own_link("kleene0", LinkKind::Bridge, &create);
+        assert_eq!(remove.steps.len(), 1);
+        assert_eq!(remove.steps[0].op, Op::DeleteLink { name: "kleene0".into(), kind: LinkKind::Bridge });
+        let rebuilt: Vec<Op> = create.steps.into_iter().map(|s| s.op).collect();
+        assert_eq!(remove.steps[0].undo, rebuilt);
+        assert!(matches!(rebuilt.last(), Some(Op::SetLinkUp { .. })), "{rebuilt:?}");
     }
 
     #[test]

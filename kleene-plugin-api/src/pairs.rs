@@ -65,9 +65,24 @@ pub fn join(plan: &mut Plan, sandbox: &str, a: &Attachment, host: String, peer: 
 
 /// Leave one network: take the host end off the bridge and destroy the pair. `planned_host`
 /// is the name `join` was given, used when the state has not recorded the actual one.
+///
+/// Destroying the pair takes the peer's addresses and routes with it, so its undo is the
+/// whole of `join`: a rolled-back leave gives the container its attachment back as it was
+/// (up, addressed, routed), not a bare pair. A default route of a family comes back only if
+/// the container has none (an undo adds nothing that is there already).
 pub fn leave(plan: &mut Plan, sandbox: &str, a: &Attachment, planned_host: String) {
+    leave_after(plan, sandbox, a, planned_host, &[]);
+}
+
+/// [`leave`] for an attachment that was joined after `earlier` (a stop leaves every
+/// attachment, in the order start joined them): its undo restores only the default routes
+/// `join` gave it, so a rolled-back stop routes through the same networks as before.
+pub fn leave_after(plan: &mut Plan, sandbox: &str, a: &Attachment, planned_host: String, earlier: &[Attachment]) {
     let host = a.endpoint.epair.clone().unwrap_or(planned_host);
     let peer = a.endpoint.interface.clone().unwrap_or_else(|| "eth0".into());
+    let mut rejoin = Plan::new();
+    join(&mut rejoin, sandbox, a, host.clone(), peer.clone(), earlier);
     plan.push(Op::DetachFromBridge { bridge: a.network.interface.clone(), member: host.clone() });
-    plan.push(Op::DeletePair { host, peer, sandbox: sandbox.to_string() });
+    let undo = rejoin.steps.into_iter().map(|s| s.op).collect();
+    plan.push_with_undo(Op::DeletePair { host, peer, sandbox: sandbox.to_string() }, undo);
 }

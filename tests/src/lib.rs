@@ -2,6 +2,8 @@
 //! kleene inside a network namespace made for the test, so no test touches the machine's
 //! own interfaces. The test command (README) builds the workspace before running tests.
 
+#[cfg(target_os = "linux")]
+pub mod checker;
 pub mod server;
 
 use serde_json::Value;

@@ -54,6 +54,11 @@ ALTER TABLE networks ADD COLUMN forwarded INTEGER;
     r#"
 ALTER TABLE containers ADD COLUMN config TEXT;
 "#,
+    // The journal keeps one undo list per step and how many steps have started, so a
+    // rollback undoes only what started (rows without `progress` hold one flat undo list).
+    r#"
+ALTER TABLE journal ADD COLUMN progress INTEGER;
+"#,
 ];
 
 pub struct State {

@@ -111,6 +111,11 @@ pub fn disconnect(driver: &str, attachment: Attachment, others: Vec<Attachment>)
     Call::ContainerDisconnect { container: container(driver, true), attachment, others }
 }
 
+/// The plan of `call`, by the real policy.
+pub fn plan_of(plugin: &impl Plugin, call: &Call) -> kleene_plugin_api::Plan {
+    with_null_host(|h| plugin.plan(call, h)).expect("the plugin accepts the call")
+}
+
 /// Plan `call` with the real policy, then render it as the host would run it.
 pub fn render_with<R: Renderer + Default>(plugin: &impl Plugin, call: &Call) -> R {
     let plan = with_null_host(|h| plugin.plan(call, h)).expect("the plugin accepts the call");

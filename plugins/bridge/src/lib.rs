@@ -17,6 +17,17 @@ fn held_gateways(network: &Network) -> Vec<(IpAddr, u8)> {
     v4.into_iter().chain(v6).collect()
 }
 
+/// The bridge with its held gateways, up (Kleene never brings its bridges up; `own_link`
+/// does). Right after creation the bridge gets a MAC of its own, derived from the network id:
+/// otherwise Linux lends it the lowest port's, and when that container stops the gateway's
+/// MAC changes under every other container's ARP entry. The id keeps it across reconcile.
+fn create(network: &Network) -> Plan {
+    let mut plan = Plan::own_link(&network.interface, LinkKind::Bridge, &held_gateways(network));
+    let mac = Op::SetLinkMac { name: network.interface.clone(), mac: local_mac(&network.id) };
+    plan.steps.insert(1, Step { op: mac, undo: vec![] });
+    plan
+}
+
 impl Plugin for Bridge {
     fn info(&self) -> PluginInfo {
         let about = "a bridge interface per network, holding the auto gateways";
@@ -26,20 +37,10 @@ impl Plugin for Bridge {
 
     fn plan(&self, call: &Call, _host: &Host<'_>) -> Result<Plan, PluginError> {
         match call {
-            // Kleene never brings its bridges up; `own_link` does. Right after creation the
-            // bridge gets a MAC of its own, derived from the network id: otherwise Linux lends
-            // it the lowest port's, and when that container stops the gateway's MAC changes
-            // under every other container's ARP entry. The id keeps it across reconcile.
-            Call::NetworkCreate { network } => {
-                let mut plan = Plan::own_link(&network.interface, LinkKind::Bridge, &held_gateways(network));
-                let mac = Op::SetLinkMac { name: network.interface.clone(), mac: local_mac(&network.id) };
-                plan.steps.insert(1, Step { op: mac, undo: vec![] });
-                Ok(plan)
-            }
+            Call::NetworkCreate { network } => Ok(create(network)),
+            // Undone by building the bridge again as create does: gateways, MAC, up.
             Call::NetworkRemove { network } => {
-                let mut plan = Plan::new();
-                plan.push(Op::DeleteLink { name: network.interface.clone(), kind: LinkKind::Bridge });
-                Ok(plan)
+                Ok(Plan::delete_own_link(&network.interface, LinkKind::Bridge, &create(network)))
             }
             other => Err(other.unsupported("bridge")),
         }

@@ -47,7 +47,14 @@ impl Plugin for Ipnet {
                 attachments.iter().flat_map(|a| a.host_aliases(false)).for_each(|op| {
                     plan.push(op);
                 });
-                plan.push(Op::DestroySandbox { sandbox: container.id.clone(), stack: Stack::Restricted });
+                // A rolled-back stop must never leave the container's cgroup unrestricted: the
+                // sandbox comes back with its restriction, in that order.
+                let sandbox = container.id.clone();
+                let undo = vec![
+                    Op::CreateSandbox { sandbox: sandbox.clone(), stack: Stack::Restricted },
+                    Op::RestrictAddresses { sandbox: sandbox.clone(), addresses: addresses(attachments) },
+                ];
+                plan.push_with_undo(Op::DestroySandbox { sandbox, stack: Stack::Restricted }, undo);
             }
             Call::ContainerConnect { container, attachment, others } if container.running => {
                 let before = addresses(others);

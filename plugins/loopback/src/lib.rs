@@ -1,10 +1,16 @@
 //! Loopback networks: one address-only interface per network (FreeBSD `lo`, Linux `dummy`).
 //! Gateways mean nothing here: ipnet containers use their addresses directly.
 
-use kleene_plugin_api::{Call, DefaultFor, Host, LinkKind, NetworkTraits, Op, Plan, Plugin, PluginError, PluginInfo};
+use kleene_plugin_api::{
+    Call, DefaultFor, Host, LinkKind, Network, NetworkTraits, Plan, Plugin, PluginError, PluginInfo,
+};
 
 #[derive(Default)]
 pub struct Loopback;
+
+fn create(network: &Network) -> Plan {
+    Plan::own_link(&network.interface, LinkKind::Loopback, &[])
+}
 
 impl Plugin for Loopback {
     fn info(&self) -> PluginInfo {
@@ -17,11 +23,10 @@ impl Plugin for Loopback {
 
     fn plan(&self, call: &Call, _host: &Host<'_>) -> Result<Plan, PluginError> {
         match call {
-            Call::NetworkCreate { network } => Ok(Plan::own_link(&network.interface, LinkKind::Loopback, &[])),
+            Call::NetworkCreate { network } => Ok(create(network)),
+            // Undone by building the interface again as create does (up).
             Call::NetworkRemove { network } => {
-                let mut plan = Plan::new();
-                plan.push(Op::DeleteLink { name: network.interface.clone(), kind: LinkKind::Loopback });
-                Ok(plan)
+                Ok(Plan::delete_own_link(&network.interface, LinkKind::Loopback, &create(network)))
             }
             other => Err(other.unsupported("loopback")),
         }

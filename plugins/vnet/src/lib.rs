@@ -16,8 +16,8 @@ fn join(plan: &mut Plan, sandbox: &str, a: &Attachment, peer: String, earlier: &
     pairs::join(plan, sandbox, a, host_end(a), peer, earlier);
 }
 
-fn leave(plan: &mut Plan, sandbox: &str, a: &Attachment) {
-    pairs::leave(plan, sandbox, a, host_end(a));
+fn leave(plan: &mut Plan, sandbox: &str, a: &Attachment, earlier: &[Attachment]) {
+    pairs::leave_after(plan, sandbox, a, host_end(a), earlier);
 }
 
 impl Plugin for Vnet {
@@ -41,14 +41,16 @@ impl Plugin for Vnet {
                 }
             }
             Call::ContainerStop { container, attachments } => {
-                attachments.iter().for_each(|a| leave(&mut plan, &container.id, a));
+                for (i, a) in attachments.iter().enumerate() {
+                    leave(&mut plan, &container.id, a, &attachments[..i]);
+                }
                 plan.push(Op::DestroySandbox { sandbox: container.id.clone(), stack: Stack::Private });
             }
             Call::ContainerConnect { container, attachment, others } if container.running => {
                 join(&mut plan, &container.id, attachment, pairs::free_peer_name(others), others);
             }
             Call::ContainerDisconnect { container, attachment, .. } if container.running => {
-                leave(&mut plan, &container.id, attachment);
+                leave(&mut plan, &container.id, attachment, &[]);
             }
             Call::ContainerConnect { .. } | Call::ContainerDisconnect { .. } => {}
             other => return Err(other.unsupported("vnet")),

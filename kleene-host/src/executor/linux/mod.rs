@@ -19,10 +19,13 @@ use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-/// The description kleene gives every host interface it creates: the kernel's own record
-/// that the interface is kleene's, which no database row can forge. Crash recovery touches
-/// an interface the database does not record only if it carries this mark.
-pub const MADE_BY_KLEENE: &str = "made by kleene";
+/// The interface group of every host interface kleene creates (hex 0x4b4c4e45, "KLNE";
+/// `ip link show group 1263291973` lists them). The kernel sets it in the very request that
+/// creates the interface, so no instant exists in which one of kleene's interfaces is
+/// outside it. It is the kernel's own record that the interface is kleene's, which no
+/// database row can forge: crash recovery touches an interface the database does not record
+/// only if it is in this group.
+pub const KLEENE_GROUP: u32 = 0x4b4c_4e45;
 
 pub struct LinuxExecutor {
     run_dir: PathBuf,
@@ -99,21 +102,20 @@ impl LinuxExecutor {
         let nl = self.host()?;
         let used = match kind {
             LinkKind::Bridge => {
-                nl.create_link(name, "bridge")?;
+                nl.create_link(name, "bridge", KLEENE_GROUP)?;
                 "bridge"
             }
             // `dummy` is the natural loopback; kernels without it (EOPNOTSUPP) get an `ifb`,
             // which likewise holds addresses and carries no traffic of its own.
-            LinkKind::Loopback => match nl.create_link(name, "dummy") {
+            LinkKind::Loopback => match nl.create_link(name, "dummy", KLEENE_GROUP) {
                 Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                    nl.create_link(name, "ifb")?;
+                    nl.create_link(name, "ifb", KLEENE_GROUP)?;
                     tracing::info!("kernel has no dummy interfaces; {name} is an ifb instead");
                     "ifb"
                 }
                 other => other.map(|()| "dummy")?,
             },
         };
-        nl.set_alias(name, MADE_BY_KLEENE)?;
         Ok(vec![Fact::LinkKind { name: name.to_string(), kind: used.to_string() }])
     }
 
@@ -121,32 +123,73 @@ impl LinuxExecutor {
         let ns = netns::open_pinned(&Self::netns_path(&self.run_dir, sandbox))
             .with_context(|| format!("container {sandbox} has no network namespace (run `kleene system reconcile`)"))?;
         let nl = self.host()?;
-        match nl.create_veth(host, peer, std::os::fd::AsFd::as_fd(&ns)) {
+        let ns = std::os::fd::AsFd::as_fd(&ns);
+        match nl.create_veth(host, peer, ns, KLEENE_GROUP) {
             // A pair left behind by a crash or a namespace still being torn down: our names
             // are ours, so replace it.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 tracing::info!("replacing leftover interface {host}");
-                nl.delete_link(host)?;
-                nl.create_veth(host, peer, std::os::fd::AsFd::as_fd(&ns))?;
+                match nl.delete_link(host) {
+                    // It went with its namespace in the meantime.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    other => other?,
+                }
+                nl.create_veth(host, peer, ns, KLEENE_GROUP)?;
             }
             other => other?,
         }
-        nl.set_alias(host, MADE_BY_KLEENE)?;
         Ok(())
+    }
+
+    /// Whether the pair `host`-`peer` is whole: `host` on the host, `peer` inside the
+    /// sandbox's current namespace, each the other's peer. A host end whose peer went with
+    /// an earlier namespace (one being torn down, or held alive by something) is not.
+    fn pair_intact(&mut self, host: &str, peer: &str, sandbox: &str) -> Result<bool> {
+        let Some(host_end) = self.host()?.link(host)? else { return Ok(false) };
+        let Ok(inside) = self.nl(Some(sandbox)) else { return Ok(false) };
+        Ok(inside.link(peer)?.is_some_and(|p| {
+            p.kind.as_deref() == Some("veth") && p.link == Some(host_end.index) && host_end.link == Some(p.index)
+        }))
     }
 
     fn create_sandbox(&mut self, sandbox: &str, stack: Stack) -> Result<()> {
         let cg = self.cgroup_path(sandbox)?;
         cgroup::create(&cg).with_context(|| format!("cannot create cgroup {}", cg.display()))?;
-        if matches!(stack, Stack::Private | Stack::Disabled) {
-            let path = Self::netns_path(&self.run_dir, sandbox);
-            if let Err(e) = netns::create(&path) {
-                let _ = cgroup::remove(&cg);
-                return Err(e).with_context(|| format!("cannot create network namespace {}", path.display()));
+        if let Err(e) = self.create_netns(sandbox, stack) {
+            let _ = cgroup::remove(&cg);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Undo a sandbox's destruction: make again whichever part is missing, and keep a part
+    /// that is there (a live cgroup holds the container's processes, a live namespace its
+    /// links).
+    fn restore_sandbox(&mut self, sandbox: &str, stack: Stack) -> Result<()> {
+        let cg = self.cgroup_path(sandbox)?;
+        if !cg.is_dir() {
+            match cgroup::create(&cg) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                other => other.with_context(|| format!("cannot create cgroup {}", cg.display()))?,
             }
-            if stack == Stack::Private {
-                self.nl(Some(sandbox))?.set_up("lo", true)?;
-            }
+        }
+        if netns::open_pinned(&Self::netns_path(&self.run_dir, sandbox)).is_err() {
+            self.create_netns(sandbox, stack)?;
+        }
+        Ok(())
+    }
+
+    /// The pinned namespace of a private or disabled stack (a private one with lo up).
+    fn create_netns(&mut self, sandbox: &str, stack: Stack) -> Result<()> {
+        if !matches!(stack, Stack::Private | Stack::Disabled) {
+            return Ok(());
+        }
+        // A socket cached for an earlier namespace of this container would talk to that one.
+        self.sandboxes.remove(sandbox);
+        let path = Self::netns_path(&self.run_dir, sandbox);
+        netns::create(&path).with_context(|| format!("cannot create network namespace {}", path.display()))?;
+        if stack == Stack::Private {
+            self.nl(Some(sandbox))?.set_up("lo", true)?;
         }
         Ok(())
     }
@@ -239,6 +282,11 @@ impl LinuxExecutor {
     }
 }
 
+/// Errors that mean what an undo would add is there already.
+fn already_there(e: &anyhow::Error) -> bool {
+    e.chain().filter_map(|c| c.downcast_ref::<io::Error>()).any(|io| io.kind() == io::ErrorKind::AlreadyExists)
+}
+
 /// Errors that mean an undo has nothing left to do.
 fn already_done(e: &anyhow::Error) -> bool {
     e.chain().filter_map(|c| c.downcast_ref::<io::Error>()).any(|io| {
@@ -297,7 +345,7 @@ impl Executor for LinuxExecutor {
         // Absent: whatever an undo does with the name, no interface of someone else's is hurt.
         Ok(match self.host()?.link(name)? {
             None => true,
-            Some(link) => link.alias.as_deref() == Some(MADE_BY_KLEENE),
+            Some(link) => link.group == KLEENE_GROUP,
         })
     }
 
@@ -315,10 +363,21 @@ impl Executor for LinuxExecutor {
         }
     }
 
+    /// An undo makes the state before its step so, if it is not so already: what is there
+    /// stays as it is (a live pair, link, sandbox, address or route is never replaced, and a
+    /// step that never ran undoes nothing).
     fn undo(&mut self, op: &Op) -> Result<()> {
-        // Re-creating a pair cancels its deferred deletion.
-        if let Op::CreatePair { host, .. } = op {
-            self.deferred_pairs.retain(|(h, _)| h != host);
+        match op {
+            Op::CreatePair { host, peer, sandbox } => {
+                // Re-creating a pair cancels its deferred deletion: it was never deleted.
+                self.deferred_pairs.retain(|(h, _)| h != host);
+                if self.pair_intact(host, peer, sandbox)? {
+                    return Ok(());
+                }
+            }
+            Op::CreateLink { name, .. } if self.host()?.link(name)?.is_some() => return Ok(()),
+            Op::CreateSandbox { sandbox, stack } => return self.restore_sandbox(sandbox, *stack),
+            _ => {}
         }
         // Re-creating a link whose deletion is still pending: it was never deleted.
         if let Op::CreateLink { name, .. } = op {
@@ -329,17 +388,26 @@ impl Executor for LinuxExecutor {
         }
         match self.apply(op) {
             Err(e) if already_done(&e) => Ok(()),
+            // An address or route to add that is there already.
+            Err(e) if !op.is_teardown() && already_there(&e) => Ok(()),
             other => other.map(|_| ()),
         }
     }
 
+    /// Delete the host ends of the pairs deleted by the plan. Every one is tried, even after
+    /// one fails: a host end left behind outlives its container.
     fn finish(&mut self) -> Result<()> {
         self.delete_deferred_links()?;
+        let mut failed = Vec::new();
         for (host, _) in std::mem::take(&mut self.deferred_pairs) {
             match self.host()?.delete_link(&host) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                other => other?,
+                Err(e) => failed.push(format!("{host}: {e}")),
+                Ok(()) => {}
             }
+        }
+        if !failed.is_empty() {
+            return Err(anyhow!("cannot delete {}", failed.join(", ")));
         }
         Ok(())
     }

@@ -46,11 +46,11 @@ const RTN_UNICAST: u8 = 1;
 // linux/if_link.h, linux/veth.h, linux/if_addr.h
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
+const IFLA_LINK: u16 = 5;
 const IFLA_MASTER: u16 = 10;
-const IFLA_IFALIAS: u16 = 20;
 const IFLA_LINKINFO: u16 = 18;
-const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_GROUP: u16 = 27;
+const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const IFLA_INFO_SLAVE_DATA: u16 = 5;
@@ -80,12 +80,12 @@ pub struct LinkInfo {
     pub kind: Option<String>,
     pub up: bool,
     pub master: Option<u32>,
-    /// `IFLA_IFALIAS`, the free-text description (`ip link set X alias TEXT`).
-    pub alias: Option<String>,
     /// The interface group (`ip link set ... group N`; 0 by default).
     pub group: u32,
     /// Its port number on the bridge it is a port of (1-1023, the lowest free one).
     pub bridge_port: Option<u16>,
+    /// `IFLA_LINK`: for a veth, its peer's index (in the peer's namespace).
+    pub link: Option<u32>,
 }
 
 impl Netlink {
@@ -117,22 +117,28 @@ impl Netlink {
         netns::run_in(netns, Netlink::open)
     }
 
-    pub fn create_link(&mut self, name: &str, kind: &str) -> io::Result<()> {
+    /// Creates a link of `kind` in interface group `group`. The kernel sets the group as it
+    /// creates the link (`rtnl_create_link`), so no instant exists in which the link is there
+    /// without it.
+    pub fn create_link(&mut self, name: &str, kind: &str, group: u32) -> io::Result<()> {
         let mut req = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
         req.push(&ifinfomsg(0, 0));
         req.attr_str(IFLA_IFNAME, checked_name(name)?);
+        req.attr(IFLA_GROUP, &group.to_ne_bytes());
         req.nest(IFLA_LINKINFO | NLA_F_NESTED, |r| r.attr_str(IFLA_INFO_KIND, kind));
         self.ack(req)
     }
 
     /// Creates a veth pair whose peer is born directly inside `peer_netns`,
-    /// so it never shows up (or clashes by name) in the current netns.
-    pub fn create_veth(&mut self, name: &str, peer: &str, peer_netns: BorrowedFd<'_>) -> io::Result<()> {
+    /// so it never shows up (or clashes by name) in the current netns. The end that stays
+    /// here is created in interface group `group` (the peer in the default group).
+    pub fn create_veth(&mut self, name: &str, peer: &str, peer_netns: BorrowedFd<'_>, group: u32) -> io::Result<()> {
         let (name, peer) = (checked_name(name)?, checked_name(peer)?);
         let ns_fd = peer_netns.as_raw_fd() as u32;
         let mut req = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
         req.push(&ifinfomsg(0, 0));
         req.attr_str(IFLA_IFNAME, name);
+        req.attr(IFLA_GROUP, &group.to_ne_bytes());
         req.nest(IFLA_LINKINFO | NLA_F_NESTED, |r| {
             r.attr_str(IFLA_INFO_KIND, "veth");
             r.nest(IFLA_INFO_DATA | NLA_F_NESTED, |r| {
@@ -227,16 +233,6 @@ impl Netlink {
         req.push(&ifinfomsg(0, 0));
         req.attr_str(IFLA_IFNAME, name);
         req.attr(IFLA_MASTER, &master_index.to_ne_bytes());
-        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
-    }
-
-    /// Sets the link's description (the kernel ignores it when a link is created, hence a
-    /// request of its own).
-    pub fn set_alias(&mut self, name: &str, alias: &str) -> io::Result<()> {
-        let mut req = Request::new(RTM_NEWLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        req.attr(IFLA_IFALIAS, alias.as_bytes());
         self.ack(req).map_err(|e| nodev_to_not_found(e, name))
     }
 
@@ -568,16 +564,16 @@ fn parse_link(body: &[u8]) -> Option<LinkInfo> {
         kind: None,
         up: flags & IFF_UP != 0,
         master: None,
-        alias: None,
         group: 0,
         bridge_port: None,
+        link: None,
     };
     for (ty, data) in attrs(body.get(16..)?) {
         match ty {
             IFLA_IFNAME => link.name = c_string(data),
             IFLA_MASTER => link.master = read_u32(data, 0).filter(|&m| m != 0),
-            IFLA_IFALIAS => link.alias = Some(c_string(data)).filter(|a| !a.is_empty()),
             IFLA_GROUP => link.group = read_u32(data, 0).unwrap_or(0),
+            IFLA_LINK => link.link = read_u32(data, 0),
             IFLA_LINKINFO => {
                 link.kind = attrs(data).find(|&(t, _)| t == IFLA_INFO_KIND).map(|(_, kind)| c_string(kind));
                 let port = attrs(data).find(|&(t, _)| t == IFLA_INFO_SLAVE_DATA).map(|(_, port)| port);
