@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use super::netns;
@@ -118,40 +118,17 @@ impl Netlink {
     }
 
     pub fn create_link(&mut self, name: &str, kind: &str) -> io::Result<()> {
-        let mut req = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        req.nest(IFLA_LINKINFO | NLA_F_NESTED, |r| r.attr_str(IFLA_INFO_KIND, kind));
-        self.ack(req)
+        self.ack(requests::new_link(name, kind)?)
     }
 
     /// Creates a veth pair whose peer is born directly inside `peer_netns`,
     /// so it never shows up (or clashes by name) in the current netns.
     pub fn create_veth(&mut self, name: &str, peer: &str, peer_netns: BorrowedFd<'_>) -> io::Result<()> {
-        let (name, peer) = (checked_name(name)?, checked_name(peer)?);
-        let ns_fd = peer_netns.as_raw_fd() as u32;
-        let mut req = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, name);
-        req.nest(IFLA_LINKINFO | NLA_F_NESTED, |r| {
-            r.attr_str(IFLA_INFO_KIND, "veth");
-            r.nest(IFLA_INFO_DATA | NLA_F_NESTED, |r| {
-                // Not a pure nest: the peer carries its own ifinfomsg header.
-                r.nest(VETH_INFO_PEER, |r| {
-                    r.push(&ifinfomsg(0, 0));
-                    r.attr_str(IFLA_IFNAME, peer);
-                    r.attr(IFLA_NET_NS_FD, &ns_fd.to_ne_bytes());
-                });
-            });
-        });
-        self.ack(req)
+        self.ack(requests::new_veth(name, peer, peer_netns.as_raw_fd())?)
     }
 
     pub fn delete_link(&mut self, name: &str) -> io::Result<()> {
-        let mut req = Request::new(RTM_DELLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+        self.ack(requests::del_link(name)?).map_err(|e| nodev_to_not_found(e, name))
     }
 
     /// Deletes every link of `names` that exists, in one kernel operation: the links are
@@ -177,18 +154,11 @@ impl Netlink {
         if !any {
             return Ok(());
         }
-        let mut req = Request::new(RTM_DELLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr(IFLA_GROUP, &group.to_ne_bytes());
-        self.ack(req)
+        self.ack(requests::del_group(group))
     }
 
     fn set_group(&mut self, name: &str, group: u32) -> io::Result<()> {
-        let mut req = Request::new(RTM_NEWLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        req.attr(IFLA_GROUP, &group.to_ne_bytes());
-        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+        self.change_link(name, IFLA_GROUP, &group.to_ne_bytes())
     }
 
     /// An interface group no link of this namespace is in (so deleting it deletes only the
@@ -200,20 +170,12 @@ impl Netlink {
     }
 
     pub fn set_up(&mut self, name: &str, up: bool) -> io::Result<()> {
-        let flags = if up { IFF_UP } else { 0 };
-        let mut req = Request::new(RTM_NEWLINK, 0);
-        req.push(&ifinfomsg(flags, IFF_UP));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+        self.ack(requests::set_up(name, up)?).map_err(|e| nodev_to_not_found(e, name))
     }
 
     /// Sets the hardware address of `name`.
     pub fn set_mac(&mut self, name: &str, mac: &[u8; 6]) -> io::Result<()> {
-        let mut req = Request::new(RTM_NEWLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        req.attr(IFLA_ADDRESS, mac);
-        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+        self.change_link(name, IFLA_ADDRESS, mac)
     }
 
     /// Enslaves `name` to `master`; `None` detaches it (IFLA_MASTER 0).
@@ -223,21 +185,18 @@ impl Netlink {
             Some(m) => self.index(m)?,
             None => 0,
         };
-        let mut req = Request::new(RTM_NEWLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, name);
-        req.attr(IFLA_MASTER, &master_index.to_ne_bytes());
-        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+        self.change_link(name, IFLA_MASTER, &master_index.to_ne_bytes())
     }
 
     /// Sets the link's description (the kernel ignores it when a link is created, hence a
     /// request of its own).
     pub fn set_alias(&mut self, name: &str, alias: &str) -> io::Result<()> {
-        let mut req = Request::new(RTM_NEWLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        req.attr(IFLA_IFALIAS, alias.as_bytes());
-        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+        self.change_link(name, IFLA_IFALIAS, alias.as_bytes())
+    }
+
+    /// Sets one attribute of an existing link.
+    fn change_link(&mut self, name: &str, attr: u16, value: &[u8]) -> io::Result<()> {
+        self.ack(requests::change_link(name, attr, value)?).map_err(|e| nodev_to_not_found(e, name))
     }
 
     pub fn add_address(&mut self, name: &str, addr: IpAddr, prefix: u8) -> io::Result<()> {
@@ -251,32 +210,20 @@ impl Netlink {
     }
 
     pub fn add_default_route(&mut self, gateway: IpAddr) -> io::Result<()> {
-        let mut req = Request::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
-        req.push(&rtmsg(family(gateway), RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST));
-        req.attr(RTA_GATEWAY, &ip_bytes(gateway));
-        self.ack(req)
+        self.ack(requests::add_default_route(gateway))
     }
 
     pub fn del_default_route(&mut self, gateway: IpAddr) -> io::Result<()> {
-        // Like `ip route del`: zero protocol/type and scope NOWHERE act as wildcards.
-        let mut req = Request::new(RTM_DELROUTE, 0);
-        req.push(&rtmsg(family(gateway), 0, RT_SCOPE_NOWHERE, 0));
-        req.attr(RTA_GATEWAY, &ip_bytes(gateway));
-        self.ack(req)
+        self.ack(requests::del_default_route(gateway))
     }
 
     /// Looks a link up by name; `Ok(None)` when it does not exist.
     pub fn link(&mut self, name: &str) -> io::Result<Option<LinkInfo>> {
-        let mut req = Request::new(RTM_GETLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        self.get_link(req)
+        self.get_link(requests::get_link(name)?)
     }
 
     pub fn links(&mut self) -> io::Result<Vec<LinkInfo>> {
-        let mut req = Request::new(RTM_GETLINK, NLM_F_DUMP);
-        req.push(&ifinfomsg(0, 0));
-        let bodies = self.exchange(req)?;
+        let bodies = self.exchange(requests::dump(RTM_GETLINK))?;
         Ok(bodies.iter().filter_map(|b| parse_link(b)).collect())
     }
 
@@ -293,23 +240,17 @@ impl Netlink {
 
     /// Every address of every interface: (interface index, address, prefix length).
     pub fn all_addresses(&mut self) -> io::Result<Vec<(u32, IpAddr, u8)>> {
-        let mut req = Request::new(RTM_GETADDR, NLM_F_DUMP);
-        req.push(&ifaddrmsg(libc::AF_UNSPEC as u8, 0, 0, 0));
-        let bodies = self.exchange(req)?;
+        let bodies = self.exchange(requests::dump(RTM_GETADDR))?;
         Ok(bodies.iter().filter_map(|b| parse_address(b)).collect())
     }
 
     /// Name of the interface carrying the IPv4 default route of the main table.
     pub fn default_route_interface(&mut self) -> io::Result<Option<String>> {
-        let mut req = Request::new(RTM_GETROUTE, NLM_F_DUMP);
-        req.push(&rtmsg(libc::AF_INET as u8, 0, 0, 0));
-        let bodies = self.exchange(req)?;
+        let bodies = self.exchange(requests::dump(RTM_GETROUTE))?;
         let Some(oif) = bodies.iter().find_map(|b| default_route_oif(b)) else {
             return Ok(None);
         };
-        let mut req = Request::new(RTM_GETLINK, 0);
-        req.push(&ifinfomsg_index(oif));
-        Ok(self.get_link(req)?.map(|l| l.name))
+        Ok(self.get_link(requests::get_link_by_index(oif))?.map(|l| l.name))
     }
 
     fn address_request(&mut self, ty: u16, flags: u16, name: &str, addr: IpAddr, prefix: u8) -> io::Result<Request> {
@@ -318,27 +259,7 @@ impl Netlink {
             return Err(invalid(format!("prefix /{prefix} too long for {addr}")));
         }
         let index = self.index(name)?;
-        let mut req = Request::new(ty, flags);
-        let bytes = ip_bytes(addr);
-        match addr {
-            IpAddr::V4(v4) => {
-                req.push(&ifaddrmsg(libc::AF_INET as u8, prefix, 0, index));
-                req.attr(IFA_LOCAL, &bytes);
-                req.attr(IFA_ADDRESS, &bytes);
-                // /31 and /32 have no broadcast address (RFC 3021).
-                if prefix < 31 {
-                    let host_mask = u32::MAX >> prefix;
-                    let bcast = Ipv4Addr::from(u32::from(v4) | host_mask);
-                    req.attr(IFA_BROADCAST, &bcast.octets());
-                }
-            }
-            IpAddr::V6(_) => {
-                // NODAD: the address is usable at once instead of "tentative".
-                req.push(&ifaddrmsg(libc::AF_INET6 as u8, prefix, IFA_F_NODAD, index));
-                req.attr(IFA_ADDRESS, &bytes);
-            }
-        }
-        Ok(req)
+        Ok(requests::address(ty, flags, index, addr, prefix))
     }
 
     /// Interface index resolved through this socket (hence its netns).
@@ -407,6 +328,140 @@ impl Netlink {
                 return Err(err);
             }
         }
+    }
+}
+
+/// The requests, as pure functions of their arguments (names already resolved to indexes
+/// where the kernel needs one), so their encoding is testable without a socket.
+mod requests {
+    use super::*;
+
+    /// A new link of `kind`. Attributes the link is born with go here, after the name.
+    pub(super) fn new_link(name: &str, kind: &str) -> io::Result<Request> {
+        let mut req = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+        req.push(&ifinfomsg(0, 0));
+        req.attr_str(IFLA_IFNAME, checked_name(name)?);
+        req.nest(IFLA_LINKINFO | NLA_F_NESTED, |r| r.attr_str(IFLA_INFO_KIND, kind));
+        Ok(req)
+    }
+
+    /// A veth pair whose peer is born in the netns open at `peer_netns_fd`. Attributes the
+    /// local end is born with go after its name; the peer's, inside VETH_INFO_PEER.
+    pub(super) fn new_veth(name: &str, peer: &str, peer_netns_fd: RawFd) -> io::Result<Request> {
+        let (name, peer) = (checked_name(name)?, checked_name(peer)?);
+        let ns_fd = peer_netns_fd as u32;
+        let mut req = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+        req.push(&ifinfomsg(0, 0));
+        req.attr_str(IFLA_IFNAME, name);
+        req.nest(IFLA_LINKINFO | NLA_F_NESTED, |r| {
+            r.attr_str(IFLA_INFO_KIND, "veth");
+            r.nest(IFLA_INFO_DATA | NLA_F_NESTED, |r| {
+                // Not a pure nest: the peer carries its own ifinfomsg header.
+                r.nest(VETH_INFO_PEER, |r| {
+                    r.push(&ifinfomsg(0, 0));
+                    r.attr_str(IFLA_IFNAME, peer);
+                    r.attr(IFLA_NET_NS_FD, &ns_fd.to_ne_bytes());
+                });
+            });
+        });
+        Ok(req)
+    }
+
+    pub(super) fn del_link(name: &str) -> io::Result<Request> {
+        let mut req = Request::new(RTM_DELLINK, 0);
+        req.push(&ifinfomsg(0, 0));
+        req.attr_str(IFLA_IFNAME, checked_name(name)?);
+        Ok(req)
+    }
+
+    /// Deletes every link in interface group `group`.
+    pub(super) fn del_group(group: u32) -> Request {
+        let mut req = Request::new(RTM_DELLINK, 0);
+        req.push(&ifinfomsg(0, 0));
+        req.attr(IFLA_GROUP, &group.to_ne_bytes());
+        req
+    }
+
+    pub(super) fn set_up(name: &str, up: bool) -> io::Result<Request> {
+        let flags = if up { IFF_UP } else { 0 };
+        let mut req = Request::new(RTM_NEWLINK, 0);
+        req.push(&ifinfomsg(flags, IFF_UP));
+        req.attr_str(IFLA_IFNAME, checked_name(name)?);
+        Ok(req)
+    }
+
+    /// Sets attribute `attr` of the existing link `name` to `value`.
+    pub(super) fn change_link(name: &str, attr: u16, value: &[u8]) -> io::Result<Request> {
+        let mut req = Request::new(RTM_NEWLINK, 0);
+        req.push(&ifinfomsg(0, 0));
+        req.attr_str(IFLA_IFNAME, checked_name(name)?);
+        req.attr(attr, value);
+        Ok(req)
+    }
+
+    pub(super) fn get_link(name: &str) -> io::Result<Request> {
+        let mut req = Request::new(RTM_GETLINK, 0);
+        req.push(&ifinfomsg(0, 0));
+        req.attr_str(IFLA_IFNAME, checked_name(name)?);
+        Ok(req)
+    }
+
+    pub(super) fn get_link_by_index(index: u32) -> Request {
+        let mut req = Request::new(RTM_GETLINK, 0);
+        req.push(&ifinfomsg_index(index));
+        req
+    }
+
+    /// A dump of every link (RTM_GETLINK), address of any family (RTM_GETADDR) or IPv4
+    /// route (RTM_GETROUTE).
+    pub(super) fn dump(ty: u16) -> Request {
+        let mut req = Request::new(ty, NLM_F_DUMP);
+        match ty {
+            RTM_GETADDR => req.push(&ifaddrmsg(libc::AF_UNSPEC as u8, 0, 0, 0)),
+            RTM_GETROUTE => req.push(&rtmsg(libc::AF_INET as u8, 0, 0, 0)),
+            _ => req.push(&ifinfomsg(0, 0)),
+        }
+        req
+    }
+
+    /// RTM_NEWADDR or RTM_DELADDR of `addr/prefix` on the link with index `index`.
+    pub(super) fn address(ty: u16, flags: u16, index: u32, addr: IpAddr, prefix: u8) -> Request {
+        let mut req = Request::new(ty, flags);
+        let bytes = ip_bytes(addr);
+        match addr {
+            IpAddr::V4(v4) => {
+                req.push(&ifaddrmsg(libc::AF_INET as u8, prefix, 0, index));
+                req.attr(IFA_LOCAL, &bytes);
+                req.attr(IFA_ADDRESS, &bytes);
+                // /31 and /32 have no broadcast address (RFC 3021).
+                if prefix < 31 {
+                    let host_mask = u32::MAX >> prefix;
+                    let bcast = Ipv4Addr::from(u32::from(v4) | host_mask);
+                    req.attr(IFA_BROADCAST, &bcast.octets());
+                }
+            }
+            IpAddr::V6(_) => {
+                // NODAD: the address is usable at once instead of "tentative".
+                req.push(&ifaddrmsg(libc::AF_INET6 as u8, prefix, IFA_F_NODAD, index));
+                req.attr(IFA_ADDRESS, &bytes);
+            }
+        }
+        req
+    }
+
+    pub(super) fn add_default_route(gateway: IpAddr) -> Request {
+        let mut req = Request::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
+        req.push(&rtmsg(family(gateway), RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST));
+        req.attr(RTA_GATEWAY, &ip_bytes(gateway));
+        req
+    }
+
+    pub(super) fn del_default_route(gateway: IpAddr) -> Request {
+        // Like `ip route del`: zero protocol/type and scope NOWHERE act as wildcards.
+        let mut req = Request::new(RTM_DELROUTE, 0);
+        req.push(&rtmsg(family(gateway), 0, RT_SCOPE_NOWHERE, 0));
+        req.attr(RTA_GATEWAY, &ip_bytes(gateway));
+        req
     }
 }
 
@@ -645,3 +700,7 @@ fn nodev_to_not_found(err: io::Error, name: &str) -> io::Error {
         err
     }
 }
+
+#[cfg(test)]
+#[path = "netlink_tests.rs"]
+mod tests;
