@@ -1,7 +1,8 @@
 //! Encoding and parsing checked against bytes captured from the kernel exchange of the
 //! earlier hand-written client (a throwaway netns, `send`/`recv` recorded): each request
 //! below is the datagram it sent, with the sequence number it had; each dump is what came
-//! back. Netlink is host-endian; the captures were taken on x86_64.
+//! back (`link_in_group_reply` was taken the same way with the typed client). Netlink is
+//! host-endian; the captures were taken on x86_64.
 #![cfg(target_endian = "little")]
 
 use super::*;
@@ -213,6 +214,15 @@ fn single_link_reply_parses_like_a_dump_entry() {
     let [reply] = replies.as_slice() else { panic!("one reply, got {}", replies.len()) };
     let link = parse_link(reply).unwrap();
     assert_eq!((link.index, link.name.as_str(), link.kind.as_deref()), (2, "br0", Some("bridge")));
+}
+
+#[test]
+fn link_reply_parses_the_interface_group() {
+    // A bridge g0, down, moved to group 0x6b6c0001 (as `delete_links` does) and looked up.
+    let replies = replies(include_str!("netlink_captures/link_in_group_reply.hex"));
+    let [reply] = replies.as_slice() else { panic!("one reply, got {}", replies.len()) };
+    let link = parse_link(reply).unwrap();
+    assert_eq!((link.name.as_str(), link.group, link.up), ("g0", 0x6b6c_0001, false));
 }
 
 #[test]
