@@ -1,66 +1,30 @@
 //! Minimal blocking rtnetlink client: links, addresses and default routes.
 //!
-//! Messages are built by hand on an `AF_NETLINK`/`NETLINK_ROUTE` socket. Every
-//! interface is addressed by name through the socket itself (never through
-//! `if_nametoindex`), so a socket opened inside another netns with
-//! [`Netlink::open_in`] resolves names in that netns.
+//! Messages are typed values of `netlink-packet-route` (the crates netavark uses), sent on
+//! a blocking `netlink-sys` socket one request at a time. Every interface is addressed by
+//! name through the socket itself (never through `if_nametoindex`), so a socket opened
+//! inside another netns with [`Netlink::open_in`] resolves names in that netns.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
 
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as LinkInfoAttr,
+    LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
+
 use super::netns;
-
-// linux/netlink.h
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x01;
-const NLM_F_ACK: u16 = 0x04;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_DUMP: u16 = 0x300;
-const NLA_F_NESTED: u16 = 0x8000;
-const NLA_TYPE_MASK: u16 = 0x3fff;
-
-// linux/rtnetlink.h
-const RTM_NEWLINK: u16 = 16;
-const RTM_DELLINK: u16 = 17;
-const RTM_GETLINK: u16 = 18;
-const RTM_NEWADDR: u16 = 20;
-const RTM_DELADDR: u16 = 21;
-const RTM_GETADDR: u16 = 22;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
-const RTM_GETROUTE: u16 = 26;
-const RTA_OIF: u16 = 4;
-const RTA_GATEWAY: u16 = 5;
-const RTA_TABLE: u16 = 15;
-const RT_TABLE_MAIN: u8 = 254;
-const RTPROT_BOOT: u8 = 3;
-const RT_SCOPE_UNIVERSE: u8 = 0;
-const RT_SCOPE_NOWHERE: u8 = 255;
-const RTN_UNICAST: u8 = 1;
-
-// linux/if_link.h, linux/veth.h, linux/if_addr.h
-const IFLA_ADDRESS: u16 = 1;
-const IFLA_IFNAME: u16 = 3;
-const IFLA_LINK: u16 = 5;
-const IFLA_MASTER: u16 = 10;
-const IFLA_LINKINFO: u16 = 18;
-const IFLA_GROUP: u16 = 27;
-const IFLA_NET_NS_FD: u16 = 28;
-const IFLA_INFO_KIND: u16 = 1;
-const IFLA_INFO_DATA: u16 = 2;
-const IFLA_INFO_SLAVE_DATA: u16 = 5;
-const IFLA_BRPORT_NO: u16 = 18;
-const VETH_INFO_PEER: u16 = 1;
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
-const IFA_BROADCAST: u16 = 4;
-const IFA_F_NODAD: u8 = 0x02;
-const IFF_UP: u32 = 1;
 
 const IFNAMSIZ: usize = 16;
 // The kernel caps a single dump datagram at 32 KiB; twice that never truncates.
@@ -68,7 +32,7 @@ const RECV_BUF: usize = 64 * 1024;
 
 /// A blocking rtnetlink socket bound to the netns it was created in.
 pub struct Netlink {
-    fd: OwnedFd,
+    socket: Socket,
     seq: u32,
 }
 
@@ -80,6 +44,8 @@ pub struct LinkInfo {
     pub kind: Option<String>,
     pub up: bool,
     pub master: Option<u32>,
+    /// `IFLA_IFALIAS`, the free-text description (`ip link set X alias TEXT`).
+    pub alias: Option<String>,
     /// The interface group (`ip link set ... group N`; 0 by default).
     pub group: u32,
     /// Its port number on the bridge it is a port of (1-1023, the lowest free one).
@@ -91,24 +57,9 @@ pub struct LinkInfo {
 impl Netlink {
     /// Opens a socket in the calling thread's current netns.
     pub fn open() -> io::Result<Netlink> {
-        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Netlink { fd, seq: 0 })
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        Ok(Netlink { socket, seq: 0 })
     }
 
     /// Opens a socket inside the netns at `netns`. The socket stays bound to
@@ -121,43 +72,18 @@ impl Netlink {
     /// creates the link (`rtnl_create_link`), so no instant exists in which the link is there
     /// without it.
     pub fn create_link(&mut self, name: &str, kind: &str, group: u32) -> io::Result<()> {
-        let mut req = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        req.attr(IFLA_GROUP, &group.to_ne_bytes());
-        req.nest(IFLA_LINKINFO | NLA_F_NESTED, |r| r.attr_str(IFLA_INFO_KIND, kind));
-        self.ack(req)
+        self.ack(requests::in_group(requests::new_link(name, kind)?, group))
     }
 
-    /// Creates a veth pair whose peer is born directly inside `peer_netns`,
-    /// so it never shows up (or clashes by name) in the current netns. The end that stays
-    /// here is created in interface group `group` (the peer in the default group).
+    /// Creates a veth pair whose peer is born directly inside `peer_netns`, so it never shows
+    /// up (or clashes by name) in the current netns. The end that stays here is created in
+    /// interface group `group` (the peer in the default group).
     pub fn create_veth(&mut self, name: &str, peer: &str, peer_netns: BorrowedFd<'_>, group: u32) -> io::Result<()> {
-        let (name, peer) = (checked_name(name)?, checked_name(peer)?);
-        let ns_fd = peer_netns.as_raw_fd() as u32;
-        let mut req = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, name);
-        req.attr(IFLA_GROUP, &group.to_ne_bytes());
-        req.nest(IFLA_LINKINFO | NLA_F_NESTED, |r| {
-            r.attr_str(IFLA_INFO_KIND, "veth");
-            r.nest(IFLA_INFO_DATA | NLA_F_NESTED, |r| {
-                // Not a pure nest: the peer carries its own ifinfomsg header.
-                r.nest(VETH_INFO_PEER, |r| {
-                    r.push(&ifinfomsg(0, 0));
-                    r.attr_str(IFLA_IFNAME, peer);
-                    r.attr(IFLA_NET_NS_FD, &ns_fd.to_ne_bytes());
-                });
-            });
-        });
-        self.ack(req)
+        self.ack(requests::in_group(requests::new_veth(name, peer, peer_netns.as_raw_fd())?, group))
     }
 
     pub fn delete_link(&mut self, name: &str) -> io::Result<()> {
-        let mut req = Request::new(RTM_DELLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+        self.ack(requests::del_link(name)?).map_err(|e| nodev_to_not_found(e, name))
     }
 
     /// Deletes every link of `names` that exists, in one kernel operation: the links are
@@ -174,7 +100,7 @@ impl Netlink {
         let group = self.unused_group()?;
         let mut any = false;
         for name in names {
-            match self.set_group(name, group) {
+            match self.change_link(name, LinkAttribute::Group(group)) {
                 Ok(()) => any = true,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
@@ -183,18 +109,7 @@ impl Netlink {
         if !any {
             return Ok(());
         }
-        let mut req = Request::new(RTM_DELLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr(IFLA_GROUP, &group.to_ne_bytes());
-        self.ack(req)
-    }
-
-    fn set_group(&mut self, name: &str, group: u32) -> io::Result<()> {
-        let mut req = Request::new(RTM_NEWLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        req.attr(IFLA_GROUP, &group.to_ne_bytes());
-        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+        self.ack(requests::del_group(group))
     }
 
     /// An interface group no link of this namespace is in (so deleting it deletes only the
@@ -206,20 +121,12 @@ impl Netlink {
     }
 
     pub fn set_up(&mut self, name: &str, up: bool) -> io::Result<()> {
-        let flags = if up { IFF_UP } else { 0 };
-        let mut req = Request::new(RTM_NEWLINK, 0);
-        req.push(&ifinfomsg(flags, IFF_UP));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+        self.ack(requests::set_up(name, up)?).map_err(|e| nodev_to_not_found(e, name))
     }
 
     /// Sets the hardware address of `name`.
     pub fn set_mac(&mut self, name: &str, mac: &[u8; 6]) -> io::Result<()> {
-        let mut req = Request::new(RTM_NEWLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        req.attr(IFLA_ADDRESS, mac);
-        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+        self.change_link(name, LinkAttribute::Address(mac.to_vec()))
     }
 
     /// Enslaves `name` to `master`; `None` detaches it (IFLA_MASTER 0).
@@ -229,51 +136,46 @@ impl Netlink {
             Some(m) => self.index(m)?,
             None => 0,
         };
-        let mut req = Request::new(RTM_NEWLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, name);
-        req.attr(IFLA_MASTER, &master_index.to_ne_bytes());
-        self.ack(req).map_err(|e| nodev_to_not_found(e, name))
+        self.change_link(name, LinkAttribute::Controller(master_index))
+    }
+
+    /// Sets the link's description (the kernel ignores it when a link is created, hence a
+    /// request of its own).
+    pub fn set_alias(&mut self, name: &str, alias: &str) -> io::Result<()> {
+        self.change_link(name, LinkAttribute::IfAlias(alias.to_string()))
+    }
+
+    /// Sets one attribute of an existing link.
+    fn change_link(&mut self, name: &str, attr: LinkAttribute) -> io::Result<()> {
+        self.ack(requests::change_link(name, attr)?).map_err(|e| nodev_to_not_found(e, name))
     }
 
     pub fn add_address(&mut self, name: &str, addr: IpAddr, prefix: u8) -> io::Result<()> {
-        let req = self.address_request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, name, addr, prefix)?;
-        self.ack(req)
+        let message = self.address_message(name, addr, prefix)?;
+        self.ack(Request::new(RouteNetlinkMessage::NewAddress(message), NLM_F_CREATE | NLM_F_EXCL))
     }
 
     pub fn del_address(&mut self, name: &str, addr: IpAddr, prefix: u8) -> io::Result<()> {
-        let req = self.address_request(RTM_DELADDR, 0, name, addr, prefix)?;
-        self.ack(req)
+        let message = self.address_message(name, addr, prefix)?;
+        self.ack(Request::new(RouteNetlinkMessage::DelAddress(message), 0))
     }
 
     pub fn add_default_route(&mut self, gateway: IpAddr) -> io::Result<()> {
-        let mut req = Request::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
-        req.push(&rtmsg(family(gateway), RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST));
-        req.attr(RTA_GATEWAY, &ip_bytes(gateway));
-        self.ack(req)
+        self.ack(requests::add_default_route(gateway))
     }
 
     pub fn del_default_route(&mut self, gateway: IpAddr) -> io::Result<()> {
-        // Like `ip route del`: zero protocol/type and scope NOWHERE act as wildcards.
-        let mut req = Request::new(RTM_DELROUTE, 0);
-        req.push(&rtmsg(family(gateway), 0, RT_SCOPE_NOWHERE, 0));
-        req.attr(RTA_GATEWAY, &ip_bytes(gateway));
-        self.ack(req)
+        self.ack(requests::del_default_route(gateway))
     }
 
     /// Looks a link up by name; `Ok(None)` when it does not exist.
     pub fn link(&mut self, name: &str) -> io::Result<Option<LinkInfo>> {
-        let mut req = Request::new(RTM_GETLINK, 0);
-        req.push(&ifinfomsg(0, 0));
-        req.attr_str(IFLA_IFNAME, checked_name(name)?);
-        self.get_link(req)
+        self.get_link(requests::get_link(name)?)
     }
 
     pub fn links(&mut self) -> io::Result<Vec<LinkInfo>> {
-        let mut req = Request::new(RTM_GETLINK, NLM_F_DUMP);
-        req.push(&ifinfomsg(0, 0));
-        let bodies = self.exchange(req)?;
-        Ok(bodies.iter().filter_map(|b| parse_link(b)).collect())
+        let replies = self.exchange(requests::dump_links())?;
+        Ok(replies.iter().filter_map(parse_link).collect())
     }
 
     /// All addresses (IPv4 and IPv6) on `name`, with their prefix lengths.
@@ -289,52 +191,26 @@ impl Netlink {
 
     /// Every address of every interface: (interface index, address, prefix length).
     pub fn all_addresses(&mut self) -> io::Result<Vec<(u32, IpAddr, u8)>> {
-        let mut req = Request::new(RTM_GETADDR, NLM_F_DUMP);
-        req.push(&ifaddrmsg(libc::AF_UNSPEC as u8, 0, 0, 0));
-        let bodies = self.exchange(req)?;
-        Ok(bodies.iter().filter_map(|b| parse_address(b)).collect())
+        let replies = self.exchange(requests::dump_addresses())?;
+        Ok(replies.iter().filter_map(parse_address).collect())
     }
 
     /// Name of the interface carrying the IPv4 default route of the main table.
     pub fn default_route_interface(&mut self) -> io::Result<Option<String>> {
-        let mut req = Request::new(RTM_GETROUTE, NLM_F_DUMP);
-        req.push(&rtmsg(libc::AF_INET as u8, 0, 0, 0));
-        let bodies = self.exchange(req)?;
-        let Some(oif) = bodies.iter().find_map(|b| default_route_oif(b)) else {
+        let replies = self.exchange(requests::dump_routes())?;
+        let Some(oif) = replies.iter().find_map(default_route_oif) else {
             return Ok(None);
         };
-        let mut req = Request::new(RTM_GETLINK, 0);
-        req.push(&ifinfomsg_index(oif));
-        Ok(self.get_link(req)?.map(|l| l.name))
+        Ok(self.get_link(requests::get_link_by_index(oif))?.map(|l| l.name))
     }
 
-    fn address_request(&mut self, ty: u16, flags: u16, name: &str, addr: IpAddr, prefix: u8) -> io::Result<Request> {
+    fn address_message(&mut self, name: &str, addr: IpAddr, prefix: u8) -> io::Result<AddressMessage> {
         let max_prefix = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max_prefix {
             return Err(invalid(format!("prefix /{prefix} too long for {addr}")));
         }
         let index = self.index(name)?;
-        let mut req = Request::new(ty, flags);
-        let bytes = ip_bytes(addr);
-        match addr {
-            IpAddr::V4(v4) => {
-                req.push(&ifaddrmsg(libc::AF_INET as u8, prefix, 0, index));
-                req.attr(IFA_LOCAL, &bytes);
-                req.attr(IFA_ADDRESS, &bytes);
-                // /31 and /32 have no broadcast address (RFC 3021).
-                if prefix < 31 {
-                    let host_mask = u32::MAX >> prefix;
-                    let bcast = Ipv4Addr::from(u32::from(v4) | host_mask);
-                    req.attr(IFA_BROADCAST, &bcast.octets());
-                }
-            }
-            IpAddr::V6(_) => {
-                // NODAD: the address is usable at once instead of "tentative".
-                req.push(&ifaddrmsg(libc::AF_INET6 as u8, prefix, IFA_F_NODAD, index));
-                req.attr(IFA_ADDRESS, &bytes);
-            }
-        }
-        Ok(req)
+        Ok(requests::address(index, addr, prefix))
     }
 
     /// Interface index resolved through this socket (hence its netns).
@@ -347,7 +223,7 @@ impl Netlink {
 
     fn get_link(&mut self, req: Request) -> io::Result<Option<LinkInfo>> {
         match self.exchange(req) {
-            Ok(bodies) => Ok(bodies.iter().find_map(|b| parse_link(b))),
+            Ok(replies) => Ok(replies.iter().find_map(parse_link)),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
@@ -357,23 +233,25 @@ impl Netlink {
         self.exchange(req).map(drop)
     }
 
-    /// Sends one request and collects the bodies of all replies to it, up to
-    /// the closing ack (NLMSG_ERROR) or end of dump (NLMSG_DONE).
-    fn exchange(&mut self, req: Request) -> io::Result<Vec<Vec<u8>>> {
+    /// Sends one request and collects all replies to it, up to the closing ack
+    /// (NLMSG_ERROR) or end of dump (NLMSG_DONE).
+    fn exchange(&mut self, req: Request) -> io::Result<Vec<RouteNetlinkMessage>> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        self.send(&req.finish(seq))?;
-        let mut bodies = Vec::new();
+        self.send(&req.encode(seq))?;
+        let mut replies = Vec::new();
         let mut buf = vec![0u8; RECV_BUF];
         loop {
             let n = self.recv(&mut buf)?;
-            for (ty, msg_seq, body) in messages(&buf[..n]) {
-                if msg_seq != seq {
+            for message in messages(&buf[..n]) {
+                let message = message?;
+                if message.header.sequence_number != seq {
                     continue; // stale reply to an earlier, abandoned request
                 }
-                match ty {
-                    NLMSG_ERROR | NLMSG_DONE => return status(body).map(|()| bodies),
-                    _ => bodies.push(body.to_vec()),
+                match reply(message.payload) {
+                    Reply::Entry(entry) => replies.push(entry),
+                    Reply::End(outcome) => return outcome.map(|()| replies),
+                    Reply::Skip => {}
                 }
             }
         }
@@ -381,204 +259,263 @@ impl Netlink {
 
     fn send(&self, msg: &[u8]) -> io::Result<()> {
         loop {
-            let rc = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-            if rc >= 0 {
-                return Ok(());
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
+            match self.socket.send(msg, 0) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other.map(drop),
             }
         }
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            let rc = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if rc >= 0 {
-                return Ok(rc as usize);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
+            match self.socket.recv(&mut &mut buf[..], 0) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
             }
         }
     }
 }
 
-/// A netlink message under construction; attributes are 4-byte aligned.
+/// One request: a message and the flags beyond REQUEST|ACK (CREATE, EXCL, DUMP).
 struct Request {
-    buf: Vec<u8>,
+    message: RouteNetlinkMessage,
+    flags: u16,
 }
 
 impl Request {
-    fn new(ty: u16, flags: u16) -> Request {
-        let mut buf = vec![0u8; NLMSG_HDRLEN];
-        buf[4..6].copy_from_slice(&ty.to_ne_bytes());
-        let flags = flags | NLM_F_REQUEST | NLM_F_ACK;
-        buf[6..8].copy_from_slice(&flags.to_ne_bytes());
-        Request { buf }
+    fn new(message: RouteNetlinkMessage, flags: u16) -> Request {
+        Request { message, flags }
     }
 
-    fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-        self.buf.resize(align(self.buf.len()), 0);
-    }
-
-    fn attr(&mut self, ty: u16, data: &[u8]) {
-        let len = (4 + data.len()) as u16;
-        self.buf.extend_from_slice(&len.to_ne_bytes());
-        self.buf.extend_from_slice(&ty.to_ne_bytes());
-        self.push(data);
-    }
-
-    fn attr_str(&mut self, ty: u16, s: &str) {
-        let mut data = Vec::with_capacity(s.len() + 1);
-        data.extend_from_slice(s.as_bytes());
-        data.push(0);
-        self.attr(ty, &data);
-    }
-
-    /// Writes an attribute whose payload is whatever `fill` appends.
-    fn nest(&mut self, ty: u16, fill: impl FnOnce(&mut Request)) {
-        let start = self.buf.len();
-        self.attr(ty, &[]);
-        fill(self);
-        let len = (self.buf.len() - start) as u16;
-        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
-    }
-
-    fn finish(mut self, seq: u32) -> Vec<u8> {
-        let len = self.buf.len() as u32;
-        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
-        self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
-        self.buf
+    fn encode(self, seq: u32) -> Vec<u8> {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | self.flags;
+        header.sequence_number = seq;
+        let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(self.message));
+        message.finalize();
+        let mut buf = vec![0u8; message.buffer_len()];
+        message.serialize(&mut buf);
+        buf
     }
 }
 
-fn align(len: usize) -> usize {
-    (len + 3) & !3
-}
+/// The requests, as pure functions of their arguments (names already resolved to indexes
+/// where the kernel needs one), so their encoding is testable without a socket.
+mod requests {
+    use super::*;
 
-fn ifinfomsg(flags: u32, change: u32) -> [u8; 16] {
-    let mut m = [0u8; 16]; // family AF_UNSPEC, index 0: resolved by IFLA_IFNAME
-    m[8..12].copy_from_slice(&flags.to_ne_bytes());
-    m[12..16].copy_from_slice(&change.to_ne_bytes());
-    m
-}
+    /// A link message naming its link (index 0: the kernel resolves IFLA_IFNAME).
+    fn named(name: &str) -> io::Result<LinkMessage> {
+        let mut link = LinkMessage::default();
+        link.attributes.push(LinkAttribute::IfName(checked_name(name)?.to_string()));
+        Ok(link)
+    }
 
-fn ifinfomsg_index(index: u32) -> [u8; 16] {
-    let mut m = [0u8; 16];
-    m[4..8].copy_from_slice(&index.to_ne_bytes());
-    m
-}
+    /// A new link of `kind`. Attributes the link is born with are pushed here, after the name.
+    pub(super) fn new_link(name: &str, kind: &str) -> io::Result<Request> {
+        let mut link = named(name)?;
+        link.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfoAttr::Kind(InfoKind::from(kind))]));
+        Ok(Request::new(RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL))
+    }
 
-fn ifaddrmsg(family: u8, prefix: u8, flags: u8, index: u32) -> [u8; 8] {
-    let mut m = [family, prefix, flags, RT_SCOPE_UNIVERSE, 0, 0, 0, 0];
-    m[4..8].copy_from_slice(&index.to_ne_bytes());
-    m
-}
+    /// A veth pair whose peer is born in the netns open at `peer_netns_fd`. Attributes the
+    /// local end is born with are pushed onto `link`; the peer's, onto `peer_end`.
+    pub(super) fn new_veth(name: &str, peer: &str, peer_netns_fd: RawFd) -> io::Result<Request> {
+        let mut link = named(name)?;
+        let mut peer_end = named(peer)?;
+        peer_end.attributes.push(LinkAttribute::NetNsFd(peer_netns_fd));
+        link.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfoAttr::Kind(InfoKind::Veth),
+            LinkInfoAttr::Data(InfoData::Veth(InfoVeth::Peer(peer_end))),
+        ]));
+        Ok(Request::new(RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL))
+    }
 
-/// rtmsg for a default route (dst_len 0) in the main table.
-fn rtmsg(family: u8, protocol: u8, scope: u8, ty: u8) -> [u8; 12] {
-    [family, 0, 0, 0, RT_TABLE_MAIN, protocol, scope, ty, 0, 0, 0, 0]
-}
+    /// `request` (a new link) with the link born in interface group `group`.
+    pub(super) fn in_group(mut request: Request, group: u32) -> Request {
+        if let RouteNetlinkMessage::NewLink(link) = &mut request.message {
+            link.attributes.push(LinkAttribute::Group(group));
+        }
+        request
+    }
 
-fn family(addr: IpAddr) -> u8 {
-    match addr {
-        IpAddr::V4(_) => libc::AF_INET as u8,
-        IpAddr::V6(_) => libc::AF_INET6 as u8,
+    pub(super) fn del_link(name: &str) -> io::Result<Request> {
+        Ok(Request::new(RouteNetlinkMessage::DelLink(named(name)?), 0))
+    }
+
+    /// Deletes every link in interface group `group`.
+    pub(super) fn del_group(group: u32) -> Request {
+        let mut link = LinkMessage::default();
+        link.attributes.push(LinkAttribute::Group(group));
+        Request::new(RouteNetlinkMessage::DelLink(link), 0)
+    }
+
+    pub(super) fn set_up(name: &str, up: bool) -> io::Result<Request> {
+        let mut link = named(name)?;
+        link.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
+        link.header.change_mask = LinkFlags::Up;
+        Ok(Request::new(RouteNetlinkMessage::NewLink(link), 0))
+    }
+
+    /// Sets attribute `attr` of the existing link `name`.
+    pub(super) fn change_link(name: &str, attr: LinkAttribute) -> io::Result<Request> {
+        let mut link = named(name)?;
+        link.attributes.push(attr);
+        Ok(Request::new(RouteNetlinkMessage::NewLink(link), 0))
+    }
+
+    pub(super) fn get_link(name: &str) -> io::Result<Request> {
+        Ok(Request::new(RouteNetlinkMessage::GetLink(named(name)?), 0))
+    }
+
+    pub(super) fn get_link_by_index(index: u32) -> Request {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        Request::new(RouteNetlinkMessage::GetLink(link), 0)
+    }
+
+    pub(super) fn dump_links() -> Request {
+        Request::new(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP)
+    }
+
+    /// Addresses of both families.
+    pub(super) fn dump_addresses() -> Request {
+        Request::new(RouteNetlinkMessage::GetAddress(AddressMessage::default()), NLM_F_DUMP)
+    }
+
+    /// IPv4 routes of every table (the kernel ignores the table of a dump request).
+    pub(super) fn dump_routes() -> Request {
+        let mut route = RouteMessage::default();
+        route.header.address_family = AddressFamily::Inet;
+        route.header.table = RouteHeader::RT_TABLE_MAIN;
+        Request::new(RouteNetlinkMessage::GetRoute(route), NLM_F_DUMP)
+    }
+
+    /// The body of RTM_NEWADDR or RTM_DELADDR for `addr/prefix` on the link `index`.
+    pub(super) fn address(index: u32, addr: IpAddr, prefix: u8) -> AddressMessage {
+        let mut message = AddressMessage::default();
+        message.header.index = index;
+        message.header.prefix_len = prefix;
+        match addr {
+            IpAddr::V4(v4) => {
+                message.header.family = AddressFamily::Inet;
+                message.attributes.push(AddressAttribute::Local(addr));
+                message.attributes.push(AddressAttribute::Address(addr));
+                // /31 and /32 have no broadcast address (RFC 3021).
+                if prefix < 31 {
+                    let host_mask = u32::MAX >> prefix;
+                    message.attributes.push(AddressAttribute::Broadcast(Ipv4Addr::from(u32::from(v4) | host_mask)));
+                }
+            }
+            IpAddr::V6(_) => {
+                message.header.family = AddressFamily::Inet6;
+                // NODAD: the address is usable at once instead of "tentative".
+                message.header.flags = AddressHeaderFlags::Nodad;
+                message.attributes.push(AddressAttribute::Address(addr));
+            }
+        }
+        message
+    }
+
+    /// A default route (dst_len 0) of the main table via `gateway`.
+    fn default_route(gateway: IpAddr) -> RouteMessage {
+        let mut route = RouteMessage::default();
+        route.header.table = RouteHeader::RT_TABLE_MAIN;
+        let (family, address) = match gateway {
+            IpAddr::V4(v4) => (AddressFamily::Inet, RouteAddress::Inet(v4)),
+            IpAddr::V6(v6) => (AddressFamily::Inet6, RouteAddress::Inet6(v6)),
+        };
+        route.header.address_family = family;
+        route.attributes.push(RouteAttribute::Gateway(address));
+        route
+    }
+
+    pub(super) fn add_default_route(gateway: IpAddr) -> Request {
+        let mut route = default_route(gateway);
+        route.header.protocol = RouteProtocol::Boot;
+        route.header.scope = RouteScope::Universe;
+        route.header.kind = RouteType::Unicast;
+        Request::new(RouteNetlinkMessage::NewRoute(route), NLM_F_CREATE | NLM_F_EXCL)
+    }
+
+    pub(super) fn del_default_route(gateway: IpAddr) -> Request {
+        // Like `ip route del`: zero protocol/type and scope NOWHERE act as wildcards.
+        let mut route = default_route(gateway);
+        route.header.protocol = RouteProtocol::Unspec;
+        route.header.scope = RouteScope::NoWhere;
+        route.header.kind = RouteType::Unspec;
+        Request::new(RouteNetlinkMessage::DelRoute(route), 0)
     }
 }
 
-fn ip_bytes(addr: IpAddr) -> Vec<u8> {
-    match addr {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
-}
-
-fn parse_ip(data: &[u8]) -> Option<IpAddr> {
-    match data.len() {
-        4 => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(data).ok()?))),
-        16 => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?))),
-        _ => None,
-    }
-}
-
-fn read_u32(data: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(data.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn c_string(data: &[u8]) -> String {
-    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
-    String::from_utf8_lossy(&data[..end]).into_owned()
-}
-
-/// Splits a datagram into (type, seq, body) messages.
-fn messages(mut buf: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
+/// Splits a datagram into its messages; one the crate cannot decode is an error (naming
+/// the decoder's complaint) rather than a silently missing link or address.
+fn messages(mut buf: &[u8]) -> impl Iterator<Item = io::Result<NetlinkMessage<RouteNetlinkMessage>>> + '_ {
     std::iter::from_fn(move || {
-        let len = read_u32(buf, 0)? as usize;
-        if len < NLMSG_HDRLEN || len > buf.len() {
+        let len = u32::from_ne_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+        if len < 16 || len > buf.len() {
             return None;
         }
-        let ty = u16::from_ne_bytes([buf[4], buf[5]]);
-        let seq = read_u32(buf, 8)?;
-        let body = &buf[NLMSG_HDRLEN..len];
-        buf = &buf[align(len).min(buf.len())..];
-        Some((ty, seq, body))
+        let message = NetlinkMessage::deserialize(&buf[..len])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("undecodable rtnetlink reply: {e}")));
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        Some(message)
     })
 }
 
-/// Splits an attribute area into (type, payload), nesting flags stripped.
-fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let len = u16::from_ne_bytes([*buf.first()?, *buf.get(1)?]) as usize;
-        if len < 4 || len > buf.len() {
-            return None;
-        }
-        let ty = u16::from_ne_bytes([buf[2], buf[3]]) & NLA_TYPE_MASK;
-        let payload = &buf[4..len];
-        buf = &buf[align(len).min(buf.len())..];
-        Some((ty, payload))
-    })
+/// What one reply to a request is.
+enum Reply {
+    /// An answer (the link asked for, or one entry of a dump).
+    Entry(RouteNetlinkMessage),
+    /// The closing ack or end of dump, with the kernel's verdict as an `io::Error` of the
+    /// errno's kind (EEXIST: AlreadyExists, ENODEV stays raw for the callers to name).
+    End(io::Result<()>),
+    Skip,
 }
 
-/// Error code of an NLMSG_ERROR (0 = ack) or NLMSG_DONE body.
-fn status(body: &[u8]) -> io::Result<()> {
-    match body.get(0..4) {
-        Some(b) => match i32::from_ne_bytes(b.try_into().unwrap()) {
-            code if code < 0 => Err(io::Error::from_raw_os_error(-code)),
-            _ => Ok(()),
-        },
-        None => Ok(()),
+fn reply(payload: NetlinkPayload<RouteNetlinkMessage>) -> Reply {
+    let verdict = |code: i32| if code < 0 { Err(io::Error::from_raw_os_error(-code)) } else { Ok(()) };
+    match payload {
+        NetlinkPayload::InnerMessage(entry) => Reply::Entry(entry),
+        NetlinkPayload::Error(e) => Reply::End(e.code.map_or(Ok(()), |code| verdict(code.get()))),
+        NetlinkPayload::Done(done) => Reply::End(verdict(done.code)),
+        _ => Reply::Skip,
     }
 }
 
-fn parse_link(body: &[u8]) -> Option<LinkInfo> {
-    let index = read_u32(body, 4)?;
-    let flags = read_u32(body, 8)?;
+fn parse_link(reply: &RouteNetlinkMessage) -> Option<LinkInfo> {
+    let RouteNetlinkMessage::NewLink(message) = reply else { return None };
     let mut link = LinkInfo {
-        index,
+        index: message.header.index,
         name: String::new(),
         kind: None,
-        up: flags & IFF_UP != 0,
+        up: message.header.flags.contains(LinkFlags::Up),
         master: None,
+        alias: None,
         group: 0,
         bridge_port: None,
         link: None,
     };
-    for (ty, data) in attrs(body.get(16..)?) {
-        match ty {
-            IFLA_IFNAME => link.name = c_string(data),
-            IFLA_MASTER => link.master = read_u32(data, 0).filter(|&m| m != 0),
-            IFLA_GROUP => link.group = read_u32(data, 0).unwrap_or(0),
-            IFLA_LINK => link.link = read_u32(data, 0),
-            IFLA_LINKINFO => {
-                link.kind = attrs(data).find(|&(t, _)| t == IFLA_INFO_KIND).map(|(_, kind)| c_string(kind));
-                let port = attrs(data).find(|&(t, _)| t == IFLA_INFO_SLAVE_DATA).map(|(_, port)| port);
-                let number = port.and_then(|p| attrs(p).find(|&(t, _)| t == IFLA_BRPORT_NO));
-                link.bridge_port = number.and_then(|(_, n)| Some(u16::from_ne_bytes(n.get(..2)?.try_into().ok()?)));
+    for attr in &message.attributes {
+        match attr {
+            LinkAttribute::IfName(name) => link.name = name.clone(),
+            LinkAttribute::Controller(master) => link.master = Some(*master).filter(|&m| m != 0),
+            LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()).filter(|a| !a.is_empty()),
+            LinkAttribute::Group(group) => link.group = *group,
+            LinkAttribute::Link(peer) => link.link = Some(*peer),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    match info {
+                        LinkInfoAttr::Kind(kind) => link.kind = Some(kind.to_string()),
+                        LinkInfoAttr::PortData(InfoPortData::BridgePort(port)) => {
+                            link.bridge_port = port.iter().find_map(|p| match p {
+                                InfoBridgePort::PortNumber(n) => Some(*n),
+                                _ => None,
+                            })
+                        }
+                        _ => {}
+                    }
+                }
             }
             _ => {}
         }
@@ -586,34 +523,36 @@ fn parse_link(body: &[u8]) -> Option<LinkInfo> {
     Some(link)
 }
 
-/// (ifindex, address, prefix) from an RTM_NEWADDR body.
-fn parse_address(body: &[u8]) -> Option<(u32, IpAddr, u8)> {
-    let prefix = *body.get(1)?;
-    let index = read_u32(body, 4)?;
+/// (ifindex, address, prefix) from an RTM_NEWADDR reply.
+fn parse_address(reply: &RouteNetlinkMessage) -> Option<(u32, IpAddr, u8)> {
+    let RouteNetlinkMessage::NewAddress(message) = reply else { return None };
     let (mut local, mut address) = (None, None);
-    for (ty, data) in attrs(body.get(8..)?) {
-        match ty {
-            IFA_LOCAL => local = parse_ip(data),
-            IFA_ADDRESS => address = parse_ip(data),
+    for attr in &message.attributes {
+        match attr {
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
             _ => {}
         }
     }
     // On point-to-point IPv4 links IFA_ADDRESS is the peer; IFA_LOCAL is ours.
-    Some((index, local.or(address)?, prefix))
+    Some((message.header.index, local.or(address)?, message.header.prefix_len))
 }
 
-/// RTA_OIF of a main-table unicast default route, if `body` is one.
-fn default_route_oif(body: &[u8]) -> Option<u32> {
-    let (dst_len, mut table, ty) = (*body.get(1)?, *body.get(4)? as u32, *body.get(7)?);
+/// RTA_OIF of a main-table unicast default route, if `reply` is one.
+fn default_route_oif(reply: &RouteNetlinkMessage) -> Option<u32> {
+    let RouteNetlinkMessage::NewRoute(route) = reply else { return None };
+    let mut table = u32::from(route.header.table);
     let mut oif = None;
-    for (attr, data) in attrs(body.get(12..)?) {
+    for attr in &route.attributes {
         match attr {
-            RTA_TABLE => table = read_u32(data, 0)?,
-            RTA_OIF => oif = read_u32(data, 0),
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Oif(index) => oif = Some(*index),
             _ => {}
         }
     }
-    let is_default = dst_len == 0 && ty == RTN_UNICAST && table == RT_TABLE_MAIN as u32;
+    let is_default = route.header.destination_prefix_length == 0
+        && route.header.kind == RouteType::Unicast
+        && table == u32::from(RouteHeader::RT_TABLE_MAIN);
     oif.filter(|_| is_default)
 }
 
@@ -641,3 +580,7 @@ fn nodev_to_not_found(err: io::Error, name: &str) -> io::Error {
         err
     }
 }
+
+#[cfg(test)]
+#[path = "netlink_tests.rs"]
+mod tests;
