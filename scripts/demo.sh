@@ -62,6 +62,19 @@ echo "== the same start rendered for FreeBSD"
 kleene container stop web
 kleene --dry-run --os freebsd container start web
 kleene network inspect frontend
+
+echo "== the same host over Kleene's HTTP API: kleene serve, driven by Kleene's own client klee"
+target/release/kleene --state-dir "$W/state" --run-dir "$W/run" serve --socket "$W/api.sock" 2>"$W/serve.log" &
+server=$!
+for _ in $(seq 50); do [ -S "$W/api.sock" ] && break; sleep 0.1; done
+klee() { echo "+ klee $*" >&2; /opt/kleene-test/klee-venv/bin/klee --host "http://$W/api.sock" "$@"; }
+klee network ls
+klee network create --type bridge --subnet 10.45.0.0/24 viaapi
+klee network connect viaapi web
+kleene network inspect viaapi
+klee network disconnect viaapi web
+klee network rm viaapi
+kill -TERM "$server"; wait "$server"
 for c in web api db box; do kleene container rm -f "$c"; done
 kleene network rm frontend backend local
 echo "demo finished: everything removed"
