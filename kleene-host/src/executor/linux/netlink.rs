@@ -139,12 +139,6 @@ impl Netlink {
         self.change_link(name, LinkAttribute::Controller(master_index))
     }
 
-    /// Sets the link's description (the kernel ignores it when a link is created, hence a
-    /// request of its own).
-    pub fn set_alias(&mut self, name: &str, alias: &str) -> io::Result<()> {
-        self.change_link(name, LinkAttribute::IfAlias(alias.to_string()))
-    }
-
     /// Sets one attribute of an existing link.
     fn change_link(&mut self, name: &str, attr: LinkAttribute) -> io::Result<()> {
         self.ack(requests::change_link(name, attr)?).map_err(|e| nodev_to_not_found(e, name))
