@@ -24,19 +24,8 @@ cni_add=$(sed -n 's/^cni_add //p' <<< "$cni"); cni_del=$(sed -n 's/^cni_del //p'
 $K network create -t bridge --subnet 10.96.0.0/16 bench >/dev/null
 
 # The CLI path: two processes per attach, two per detach.
-for start in $(seq 1 "$CHUNK" "$N"); do
-    s=$(now_us)
-    for i in $(seq "$start" $((start + CHUNK - 1))); do
-        $K container create -l vnet -n bench "cli$i" >/dev/null
-        $K container start "cli$i"
-    done
-    e=$(now_us)
-    echo $(( (e - s) / CHUNK ))
-done > "$W/cli-attach.txt"
-s=$(now_us)
-for i in $(seq 1 "$N"); do $K container stop "cli$i"; $K container rm "cli$i" >/dev/null; done
-e=$(now_us)
-cli_detach=$(( (e - s) / N ))
+cli_attach cli "$N" > "$W/cli-attach.txt"
+cli_detach=$(cli_detach cli "$N")
 
 # The API path: one server, one client, one connection.
 SERVER_PID=

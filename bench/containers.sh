@@ -22,26 +22,11 @@ ip link set lo up
 setup_kleene
 $K network create -t bridge --subnet 10.96.0.0/16 bench >/dev/null
 
-# Timed in chunks of 20 containers, clock read outside the commands (as the peers' scripts
-# do): per-container figures are chunk time / 20; first vs last chunk shows the growth.
+# Timed in chunks of 20 containers (bench/lib/common.sh): first vs last chunk shows the growth.
 CHUNK=20
-for start in $(seq 1 "$CHUNK" "$N"); do
-    s=$(now_us)
-    for i in $(seq "$start" $((start + CHUNK - 1))); do
-        $K container create -l vnet -n bench "c$i" >/dev/null
-        $K container start "c$i"
-    done
-    e=$(now_us)
-    echo $(( (e - s) / CHUNK ))
-done > "$W/attach.txt"
+cli_attach c "$N" > "$W/attach.txt"
 $K container exec c1 -- ping -c1 -W1 "10.96.0.$((N % 250 + 1))" >/dev/null && reach=yes || reach=no
-s=$(now_us)
-for i in $(seq 1 "$N"); do
-    $K container stop "c$i"
-    $K container rm "c$i" >/dev/null
-done
-e=$(now_us)
-echo $(( (e - s) / N )) > "$W/detach.txt"
+cli_detach c "$N" > "$W/detach.txt"
 
 attach=$(mean < "$W/attach.txt")
 detach=$(mean < "$W/detach.txt")

@@ -44,3 +44,30 @@ mean() { awk '{s+=$1} END {if (NR) printf "%.0f\n", s/NR}'; }
 
 # Time one command, print microseconds.
 time_us() { local s e; s=$(now_us); "$@" >/dev/null; e=$(now_us); echo $((e - s)); }
+
+# The CLI path of a vnet container on network `bench`, timed in chunks of $CHUNK (clock read
+# outside the commands, as the peers' scripts do): cli_attach PREFIX N prints µs per container
+# for each chunk (first vs last shows the growth); cli_detach PREFIX N prints µs per container
+# for stop + rm of them all.
+cli_attach() {
+    local prefix=$1 n=$2 start i s e
+    for start in $(seq 1 "$CHUNK" "$n"); do
+        s=$(now_us)
+        for i in $(seq "$start" $((start + CHUNK - 1))); do
+            $K container create -l vnet -n bench "$prefix$i" >/dev/null
+            $K container start "$prefix$i"
+        done
+        e=$(now_us)
+        echo $(( (e - s) / CHUNK ))
+    done
+}
+cli_detach() {
+    local prefix=$1 n=$2 i s e
+    s=$(now_us)
+    for i in $(seq 1 "$n"); do
+        $K container stop "$prefix$i"
+        $K container rm "$prefix$i" >/dev/null
+    done
+    e=$(now_us)
+    echo $(( (e - s) / n ))
+}
