@@ -32,6 +32,8 @@ pub fn cgroup2_mount() -> io::Result<PathBuf> {
 pub fn cgroup2_mounts() -> io::Result<Vec<PathBuf>> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
     let mut all: Vec<PathBuf> = mountinfo.lines().filter_map(cgroup2_mountpoint).collect();
+    // A point mounted over more than once is listed once per mount: cover it once.
+    all.sort();
     all.dedup();
     Ok(all)
 }
