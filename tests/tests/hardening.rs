@@ -129,6 +129,73 @@ fn rm_removes_the_pair_while_the_namespace_is_held() {
     assert!(!left.contains("kv"), "host end outlived rm -f: {left}");
 }
 
+/// `ip -j link show dev NAME`, or None when there is no such link.
+fn link_json(sb: &Sandbox, name: &str) -> Option<serde_json::Value> {
+    let run = sb.sh(&format!("ip -j link show dev {name}"));
+    (run.code == 0).then(|| serde_json::from_str::<serde_json::Value>(&run.stdout).ok()?.get(0).cloned()).flatten()
+}
+
+/// The interface group of host links kleene has retired and is about to delete ("KLND").
+const DYING_GROUP: &str = "1263291972";
+
+/// Through `kleene serve`, stop answers once the host end of a vnet pair can carry nothing
+/// (down, and out of kleene's interface group), and the server deletes it right after, even
+/// while something else holds the container's namespace.
+#[test]
+fn served_stop_retires_the_pair_at_once_and_deletes_it_right_after() {
+    let sb = Sandbox::new("hd-reap");
+    bridge(&sb, "br", "10.87.0.0/24");
+    let id = create_started(&sb, &["-l", "vnet", "-n", "br", "v"]);
+    let host_end = sb.kleene(&["container", "inspect", "v"]).json()["container_endpoints"][0]["epair"]
+        .as_str()
+        .expect("a started vnet container has a host end")
+        .to_string();
+    let pin = sb.dir.path().join("run/netns").join(&id);
+    let mut holder = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", pin.display()))
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let server = sb.serve();
+    let (status, body) = server.request("POST", "/containers/v/stop", "");
+    assert_eq!(status, 200, "{body}");
+    // At the answer: gone, or down and retired (the kernel passes no frame through it).
+    if let Some(link) = link_json(&sb, &host_end) {
+        let flags: Vec<&str> = link["flags"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
+        assert!(!flags.contains(&"UP"), "{host_end} is still up after stop answered: {link}");
+        assert_eq!(link["group"], DYING_GROUP, "{host_end} was not retired: {link}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while links(&sb).contains(&host_end) {
+        assert!(std::time::Instant::now() < deadline, "{host_end} outlived stop by 5 s: {}", links(&sb));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The same container starts again at once, with a whole pair on the bridge.
+    let (status, body) = server.request("POST", "/containers/v/start", "");
+    assert_eq!(status, 200, "{body}");
+    let link = link_json(&sb, &host_end).expect("the restarted container's host end");
+    assert_eq!((link["master"].as_str(), link["operstate"].as_str()), (Some("kleene0"), Some("UP")), "{link}");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+/// Links a killed server had retired but not yet deleted (down, in the dying group) are
+/// deleted by `system reconcile`, which `kleene serve` runs at start; no other link is.
+#[test]
+fn reconcile_deletes_links_a_killed_server_had_retired() {
+    let sb = Sandbox::new("hd-retired");
+    sb.sh(&format!(
+        "ip link add kvretired0 group {DYING_GROUP} type veth peer name kvpeer0 && ip link set kvretired0 down \
+         && ip link add kvretired1 group {DYING_GROUP} type ifb && ip link add keep0 type ifb"
+    ))
+    .ok();
+    sb.kleene(&["system", "reconcile"]).ok();
+    let left = links(&sb);
+    assert!(!left.contains("kvretired") && !left.contains("kvpeer0"), "retired links survived reconcile: {left}");
+    assert!(left.contains("keep0"), "reconcile deleted a link that was not retired: {left}");
+}
+
 /// Subnets that clash with what the host uses itself are refused, each with one clear line,
 /// and nothing is created.
 #[test]

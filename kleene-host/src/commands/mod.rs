@@ -30,6 +30,8 @@ pub struct Ctx {
     gw_if: std::cell::OnceCell<String>,
     /// A long-lived server's database connection, kept between requests.
     keeper: Option<crate::state::Keeper>,
+    /// A long-lived server: slow deletions finish in the background, after the answer.
+    reap_in_background: bool,
 }
 
 impl Ctx {
@@ -41,13 +43,22 @@ impl Ctx {
         };
         let state_dir = global.state_dir.clone().unwrap_or_else(|| state_default.into());
         let run_dir = global.run_dir.clone().unwrap_or_else(|| run_default.into());
-        Ctx { global, state_dir, run_dir, registry: None, loaded: Vec::new(), gw_if: Default::default(), keeper: None }
+        Ctx {
+            global,
+            state_dir,
+            run_dir,
+            registry: None,
+            loaded: Vec::new(),
+            gw_if: Default::default(),
+            keeper: None,
+            reap_in_background: false,
+        }
     }
 
     /// A context for a long-lived server, made from this one: same directories and flags,
     /// nothing cached yet; the database connection is kept between requests.
     pub fn detached(&self) -> Ctx {
-        Ctx { keeper: Some(Default::default()), ..Ctx::new(self.global.clone()) }
+        Ctx { keeper: Some(Default::default()), reap_in_background: true, ..Ctx::new(self.global.clone()) }
     }
 
     /// Forget what may change between a server's requests (the default route); loaded plugins
@@ -115,7 +126,11 @@ impl Ctx {
 
     /// The executor that changes this host (the platform's, from the one factory).
     pub fn executor(&self) -> Result<Box<dyn Executor>> {
-        crate::executor::host_executor(self.trusted_run_dir()?)
+        let mut exec = crate::executor::host_executor(self.trusted_run_dir()?)?;
+        if self.reap_in_background {
+            exec.reap_in_background();
+        }
+        Ok(exec)
     }
 
     /// The renderer of `--dry-run` (`--os` picks the platform whose commands it writes).

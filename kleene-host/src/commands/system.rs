@@ -21,6 +21,7 @@ pub fn reconcile(ctx: &mut Ctx) -> Result<()> {
             engine::render(ctx.renderer().as_mut(), &kleene_plugin_api::Plan::new(), &rules)
         }
         Session::Live { mut exec, .. } => {
+            exec.delete_retired_links()?;
             restore_networks(ctx, &mut state, exec.as_mut())?;
             restore_containers(ctx, &mut state, exec.as_mut())?;
             engine::reapply_firewall(&state, exec.as_mut())

@@ -64,6 +64,21 @@ pub trait Executor {
     fn finish(&mut self) -> Result<()> {
         Ok(())
     }
+    /// This executor serves a long-lived process: deletions the kernel makes slow may be
+    /// finished after the answer, by the process's own background work, once what they
+    /// delete can no longer do anything ([`finish_background_work`] waits for it).
+    fn reap_in_background(&mut self) {}
+    /// Delete what a long-lived process that was killed had left to delete in the
+    /// background (`system reconcile`).
+    fn delete_retired_links(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Wait (up to `limit`) for the background deletions of this process to finish.
+pub fn finish_background_work(_limit: std::time::Duration) {
+    #[cfg(target_os = "linux")]
+    linux::reaper::drain(_limit);
 }
 
 /// An executor that writes command lines instead of running them.

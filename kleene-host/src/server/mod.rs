@@ -60,6 +60,8 @@ pub fn serve(ctx: &mut Ctx, socket: PathBuf) -> Result<()> {
         anyhow::Ok(())
     });
     socket::remove(&socket);
+    // The host ends of pairs stopped just before are deleted before the server exits.
+    crate::executor::finish_background_work(std::time::Duration::from_secs(10));
     result
 }
 

@@ -8,6 +8,7 @@ pub mod ipnet;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod reaper;
 pub mod spawn;
 
 use super::{Executor, Fact};
@@ -40,6 +41,9 @@ pub struct LinuxExecutor {
     /// Link deletions put off until `finish`, where they go to the kernel as one batch
     /// (`network rm` of many, `network prune`).
     deferred_links: Vec<String>,
+    /// Whether the host ends of deleted pairs are only retired in `finish`, for the
+    /// [`reaper`] thread of this long-lived process to delete after the answer.
+    reap_in_background: bool,
 }
 
 impl LinuxExecutor {
@@ -51,6 +55,7 @@ impl LinuxExecutor {
             cgroup_root: None,
             deferred_pairs: Vec::new(),
             deferred_links: Vec::new(),
+            reap_in_background: false,
         }
     }
 
@@ -146,6 +151,10 @@ impl LinuxExecutor {
     /// an earlier namespace (one being torn down, or held alive by something) is not.
     fn pair_intact(&mut self, host: &str, peer: &str, sandbox: &str) -> Result<bool> {
         let Some(host_end) = self.host()?.link(host)? else { return Ok(false) };
+        // A retired end is down and about to be deleted: the pair must be made again.
+        if host_end.group != KLEENE_GROUP {
+            return Ok(false);
+        }
         let Ok(inside) = self.nl(Some(sandbox)) else { return Ok(false) };
         Ok(inside.link(peer)?.is_some_and(|p| {
             p.kind.as_deref() == Some("veth") && p.link == Some(host_end.index) && host_end.link == Some(p.index)
@@ -345,7 +354,7 @@ impl Executor for LinuxExecutor {
         // Absent: whatever an undo does with the name, no interface of someone else's is hurt.
         Ok(match self.host()?.link(name)? {
             None => true,
-            Some(link) => link.group == KLEENE_GROUP,
+            Some(link) => link.group == KLEENE_GROUP || link.group == reaper::DYING_GROUP,
         })
     }
 
@@ -394,20 +403,39 @@ impl Executor for LinuxExecutor {
         }
     }
 
-    /// Delete the host ends of the pairs deleted by the plan. Every one is tried, even after
-    /// one fails: a host end left behind outlives its container.
+    fn reap_in_background(&mut self) {
+        self.reap_in_background = true;
+    }
+
+    /// Delete the host ends of the pairs deleted by the plan (in a server: retire them, for
+    /// its [`reaper`] to delete right after the answer). Every one is tried, even after one
+    /// fails: a host end left behind outlives its container.
     fn finish(&mut self) -> Result<()> {
         self.delete_deferred_links()?;
+        let pairs = std::mem::take(&mut self.deferred_pairs);
+        let background = self.reap_in_background;
         let mut failed = Vec::new();
-        for (host, _) in std::mem::take(&mut self.deferred_pairs) {
-            match self.host()?.delete_link(&host) {
+        for (host, _) in &pairs {
+            let nl = self.host()?;
+            let done = if background { nl.retire(host, reaper::DYING_GROUP) } else { nl.delete_link(host) };
+            match done {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => failed.push(format!("{host}: {e}")),
                 Ok(()) => {}
             }
         }
+        if background && !pairs.is_empty() {
+            reaper::wake();
+        }
         if !failed.is_empty() {
             return Err(anyhow!("cannot delete {}", failed.join(", ")));
+        }
+        Ok(())
+    }
+
+    fn delete_retired_links(&mut self) -> Result<()> {
+        if reaper::delete_retired(self.host()?).context("cannot delete the retired links")? {
+            tracing::info!("deleted host links a stopped server had retired");
         }
         Ok(())
     }

@@ -105,6 +105,15 @@ fn set_up_and_down_touch_only_the_up_flag() {
 }
 
 #[test]
+fn retiring_sets_down_and_the_group_in_one_request() {
+    // ifi_flags 0 with change mask IFF_UP, IFLA_IFNAME "kv1", IFLA_GROUP 0x4b4c4e44.
+    assert_eq!(
+        encoded(requests::retire("kv1", 0x4b4c_4e44).unwrap(), 0x28),
+        "3000000010000500280000000000000000000000000000000000000001000000080003006b76310008001b00444e4c4b"
+    );
+}
+
+#[test]
 fn deletes_by_name_and_by_group() {
     assert_eq!(
         encoded(requests::del_link("br0").unwrap(), 0x27),

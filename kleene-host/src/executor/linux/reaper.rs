@@ -1,0 +1,110 @@
+//! Deleting retired links off a long-lived server's request path.
+//!
+//! Deleting a network interface makes the kernel wait for an RCU grace period (15-30 ms on a
+//! busy host), most of a `container stop`. A server (`kleene serve`) therefore only *retires*
+//! the host end of each pair a plan deletes: one request sets it down (no frame passes a down
+//! veth end, nor its peer, whose carrier goes with it) and moves it into [`DYING_GROUP`].
+//! Then it answers, and this module's one background thread deletes the whole group with one
+//! RTM_DELLINK: links retired while a deletion runs go together in the next one, so a burst
+//! of stops pays the grace period once per batch, not once per container.
+//!
+//! The thread touches nothing but the links in that group, and no state: a link enters the
+//! group only when kleene is done with it (its state row no longer names it), and never
+//! leaves it (a start that finds its name taken by a retired end replaces it, see
+//! `create_pair`). So it needs no host lock: whatever a concurrent CLI or request does, the
+//! group holds only links that are meant to go. A server killed before its thread ran leaves
+//! them down in the group, harmless, until `kleene system reconcile` (run by `kleene serve`
+//! at start) deletes the group.
+
+use super::netlink::Netlink;
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The interface group of host links kleene has retired and is about to delete (hex
+/// 0x4b4c4e44, "KLND", beside [`super::KLEENE_GROUP`]'s "KLNE"). Only kleene moves links
+/// into it; deleting it deletes only them.
+pub const DYING_GROUP: u32 = 0x4b4c_4e44;
+
+#[derive(Default)]
+struct Work {
+    /// Links were retired since the thread last began a deletion.
+    wanted: bool,
+    /// A deletion is running.
+    busy: bool,
+    /// The thread is running.
+    started: bool,
+}
+
+struct Reaper {
+    work: Mutex<Work>,
+    changed: Condvar,
+}
+
+fn reaper() -> &'static Reaper {
+    static REAPER: OnceLock<Reaper> = OnceLock::new();
+    REAPER.get_or_init(|| Reaper { work: Mutex::new(Work::default()), changed: Condvar::new() })
+}
+
+/// Have the background thread delete the retired links, starting it on first use. Call it
+/// from a thread in the host's network namespace (the thread inherits it).
+pub fn wake() {
+    let r = reaper();
+    let mut work = r.work.lock().unwrap_or_else(|p| p.into_inner());
+    work.wanted = true;
+    if !work.started {
+        match std::thread::Builder::new().name("kleene-reaper".into()).spawn(run) {
+            Ok(_) => work.started = true,
+            // Retired links stay harmless; reconcile deletes them.
+            Err(e) => tracing::warn!("cannot start the thread that deletes retired links: {e}"),
+        }
+    }
+    r.changed.notify_all();
+}
+
+/// Wait (up to `limit`) until every link retired so far is deleted: a server that stops
+/// leaves nothing behind.
+pub fn drain(limit: Duration) {
+    let r = reaper();
+    let deadline = Instant::now() + limit;
+    let mut work = r.work.lock().unwrap_or_else(|p| p.into_inner());
+    while work.started && (work.wanted || work.busy) {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            tracing::warn!("retired links are still being deleted; `kleene system reconcile` finishes it");
+            return;
+        };
+        work = r.changed.wait_timeout(work, left).unwrap_or_else(|p| p.into_inner()).0;
+    }
+}
+
+fn run() {
+    let r = reaper();
+    let mut nl = None;
+    loop {
+        {
+            let mut work = r.work.lock().unwrap_or_else(|p| p.into_inner());
+            work.busy = false;
+            r.changed.notify_all();
+            while !work.wanted {
+                work = r.changed.wait(work).unwrap_or_else(|p| p.into_inner());
+            }
+            work.wanted = false;
+            work.busy = true;
+        }
+        let t = Instant::now();
+        if nl.is_none() {
+            nl = Netlink::open().map_err(|e| tracing::warn!("reaper: cannot open a netlink socket: {e}")).ok();
+        }
+        if let Some(socket) = nl.as_mut() {
+            match delete_retired(socket) {
+                Ok(true) => tracing::debug!("deleted the retired links in {:?}", t.elapsed()),
+                Ok(false) => {}
+                Err(e) => tracing::warn!("cannot delete the retired links (group {DYING_GROUP:#x}): {e}"),
+            }
+        }
+    }
+}
+
+/// Delete every retired link of this namespace; false when there was none.
+pub fn delete_retired(nl: &mut Netlink) -> std::io::Result<bool> {
+    nl.delete_group(DYING_GROUP)
+}
