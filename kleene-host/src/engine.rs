@@ -43,7 +43,7 @@ pub fn lock_and_recover(state: &State, state_dir: &Path, exec: &mut dyn Executor
     for (id, what, ops) in rollbacks {
         tracing::warn!("rolling back interrupted operation: {what}");
         undo_all(exec, &ops);
-        state.db.execute("DELETE FROM journal WHERE id = ?1", [id])?;
+        state.db.prepare_cached("DELETE FROM journal WHERE id = ?1")?.execute([id])?;
     }
     if interrupted {
         exec.forget_firewall();
@@ -134,7 +134,10 @@ pub fn run(
         None
     } else {
         let undo = journal_undo(plan)?;
-        state.db.execute("INSERT INTO journal (what, undo, progress) VALUES (?1, ?2, 0)", params![what, undo])?;
+        state
+            .db
+            .prepare_cached("INSERT INTO journal (what, undo, progress) VALUES (?1, ?2, 0)")?
+            .execute(params![what, undo])?;
         tracing::trace!("journaled");
         Some(state.db.last_insert_rowid())
     };
@@ -186,14 +189,14 @@ pub fn run(
 /// WAL mode, no fsync).
 fn mark_started(db: &rusqlite::Connection, journal_id: Option<i64>, started: usize) -> Result<()> {
     if let Some(id) = journal_id {
-        db.execute("UPDATE journal SET progress = ?1 WHERE id = ?2", params![started as i64, id])?;
+        db.prepare_cached("UPDATE journal SET progress = ?1 WHERE id = ?2")?.execute(params![started as i64, id])?;
     }
     Ok(())
 }
 
 fn forget_journal(db: &rusqlite::Connection, journal_id: Option<i64>) -> Result<()> {
     if let Some(id) = journal_id {
-        db.execute("DELETE FROM journal WHERE id = ?1", [id])?;
+        db.prepare_cached("DELETE FROM journal WHERE id = ?1")?.execute([id])?;
     }
     Ok(())
 }

@@ -64,18 +64,14 @@ pub fn init(db: &Connection, network_id: &str, subnet: &Cidr, reserved: &[IpAddr
 
 fn insert(db: &Connection, network_id: &str, like: IpAddr, start: u128, end: u128) -> Result<()> {
     let (s, e) = (key(from_bits(like, start)), key(from_bits(like, end)));
-    db.execute(
-        "INSERT INTO ipam_free(network_id, family, start, end) VALUES (?1, ?2, ?3, ?4)",
-        params![network_id, family(like), s, e],
-    )?;
+    db.prepare_cached("INSERT INTO ipam_free(network_id, family, start, end) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![network_id, family(like), s, e])?;
     Ok(())
 }
 
 fn delete(db: &Connection, network_id: &str, like: IpAddr, start: u128) -> Result<()> {
-    db.execute(
-        "DELETE FROM ipam_free WHERE network_id = ?1 AND family = ?2 AND start = ?3",
-        params![network_id, family(like), key(from_bits(like, start))],
-    )?;
+    db.prepare_cached("DELETE FROM ipam_free WHERE network_id = ?1 AND family = ?2 AND start = ?3")?
+        .execute(params![network_id, family(like), key(from_bits(like, start))])?;
     Ok(())
 }
 

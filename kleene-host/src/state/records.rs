@@ -73,15 +73,12 @@ fn text<T: ToString>(v: &Option<T>) -> Option<String> {
 
 pub fn insert_network(db: &Connection, n: &NetworkRow) -> Result<()> {
     let net = &n.network;
-    db.execute(
-        "INSERT INTO networks (id, name, type, interface, subnet, subnet6, gateway, gateway_auto, gateway6, gateway6_auto, nat, icc, internal, link_kind, forwarded)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        params![
+    db.prepare_cached("INSERT INTO networks (id, name, type, interface, subnet, subnet6, gateway, gateway_auto, gateway6, gateway6_auto, nat, icc, internal, link_kind, forwarded)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)")?.execute(params![
             net.id, net.name, net.kind, net.interface, text(&net.subnet), text(&net.subnet6), text(&net.gateway),
             net.gateway_auto, text(&net.gateway6), net.gateway6_auto, net.nat, net.icc, net.internal, n.link_kind,
             n.forwarded
-        ],
-    )?;
+        ])?;
     Ok(())
 }
 
@@ -96,17 +93,15 @@ pub fn network_by_id(db: &Connection, id: &str) -> Result<NetworkRow> {
 }
 
 pub fn delete_network(db: &Connection, id: &str) -> Result<()> {
-    db.execute("DELETE FROM ipam_free WHERE network_id = ?1", [id])?;
-    db.execute("DELETE FROM networks WHERE id = ?1", [id])?;
+    db.prepare_cached("DELETE FROM ipam_free WHERE network_id = ?1")?.execute([id])?;
+    db.prepare_cached("DELETE FROM networks WHERE id = ?1")?.execute([id])?;
     Ok(())
 }
 
 /// A new container, with the stack its driver declares.
 pub fn insert_container(db: &Connection, c: &Container, stack: Stack) -> Result<()> {
-    db.execute(
-        "INSERT INTO containers (id, name, driver, running, stack) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![c.id, c.name, c.driver, c.running, stack_text(stack)],
-    )?;
+    db.prepare_cached("INSERT INTO containers (id, name, driver, running, stack) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![c.id, c.name, c.driver, c.running, stack_text(stack)])?;
     Ok(())
 }
 
@@ -144,16 +139,15 @@ pub fn undeclared(db: &Connection) -> Result<(Vec<String>, Vec<String>)> {
 
 /// Record a driver's stack on its containers that predate API 1.1.
 pub fn record_stack(db: &Connection, driver: &str, stack: Stack) -> Result<()> {
-    db.execute(
-        "UPDATE containers SET stack = ?2 WHERE driver = ?1 AND stack IS NULL",
-        params![driver, stack_text(stack)],
-    )?;
+    db.prepare_cached("UPDATE containers SET stack = ?2 WHERE driver = ?1 AND stack IS NULL")?
+        .execute(params![driver, stack_text(stack)])?;
     Ok(())
 }
 
 /// Record a network type's forwarding on its networks that predate API 1.1.
 pub fn record_forwarded(db: &Connection, kind: &str, forwarded: bool) -> Result<()> {
-    db.execute("UPDATE networks SET forwarded = ?2 WHERE type = ?1 AND forwarded IS NULL", params![kind, forwarded])?;
+    db.prepare_cached("UPDATE networks SET forwarded = ?2 WHERE type = ?1 AND forwarded IS NULL")?
+        .execute(params![kind, forwarded])?;
     Ok(())
 }
 
@@ -164,32 +158,44 @@ pub fn containers(db: &Connection) -> Result<Vec<Container>> {
 }
 
 pub fn set_running(db: &Connection, id: &str, running: bool) -> Result<()> {
-    db.execute("UPDATE containers SET running = ?2 WHERE id = ?1", params![id, running])?;
+    db.prepare_cached("UPDATE containers SET running = ?2 WHERE id = ?1")?.execute(params![id, running])?;
     Ok(())
 }
 
 pub fn delete_container(db: &Connection, id: &str) -> Result<()> {
-    db.execute("DELETE FROM published WHERE container_id = ?1", [id])?;
-    db.execute("DELETE FROM containers WHERE id = ?1", [id])?;
+    db.prepare_cached("DELETE FROM published WHERE container_id = ?1")?.execute([id])?;
+    db.prepare_cached("DELETE FROM containers WHERE id = ?1")?.execute([id])?;
     Ok(())
 }
 
 pub fn insert_endpoint(db: &Connection, e: &Endpoint) -> Result<()> {
-    db.execute(
+    db.prepare_cached(
         "INSERT INTO endpoints (id, seq, network_id, container_id, epair, interface, ip_address, ip_address6)
          VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM endpoints), ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![e.id, e.network_id, e.container_id, e.epair, e.interface, text(&e.ip_address), text(&e.ip_address6)],
-    )?;
+    )?
+    .execute(params![
+        e.id,
+        e.network_id,
+        e.container_id,
+        e.epair,
+        e.interface,
+        text(&e.ip_address),
+        text(&e.ip_address6)
+    ])?;
     Ok(())
 }
 
 pub fn update_endpoint_links(db: &Connection, e: &Endpoint) -> Result<()> {
-    db.execute("UPDATE endpoints SET epair = ?2, interface = ?3 WHERE id = ?1", params![e.id, e.epair, e.interface])?;
+    db.prepare_cached("UPDATE endpoints SET epair = ?2, interface = ?3 WHERE id = ?1")?.execute(params![
+        e.id,
+        e.epair,
+        e.interface
+    ])?;
     Ok(())
 }
 
 pub fn delete_endpoint(db: &Connection, id: &str) -> Result<()> {
-    db.execute("DELETE FROM endpoints WHERE id = ?1", [id])?;
+    db.prepare_cached("DELETE FROM endpoints WHERE id = ?1")?.execute([id])?;
     Ok(())
 }
 
@@ -245,10 +251,11 @@ pub fn container_by_id(db: &Connection, id: &str) -> Result<Container> {
 /// Record a container's published-port specs (`--publish`), in the order given.
 pub fn insert_published(db: &Connection, container_id: &str, specs: &[String]) -> Result<()> {
     for (seq, spec) in specs.iter().enumerate() {
-        db.execute(
-            "INSERT INTO published (container_id, seq, spec) VALUES (?1, ?2, ?3)",
-            params![container_id, seq as i64, spec],
-        )?;
+        db.prepare_cached("INSERT INTO published (container_id, seq, spec) VALUES (?1, ?2, ?3)")?.execute(params![
+            container_id,
+            seq as i64,
+            spec
+        ])?;
     }
     Ok(())
 }
@@ -298,6 +305,6 @@ pub fn container_extras(db: &Connection) -> Result<std::collections::HashMap<Str
 
 /// Record the configuration a runtime gave for a new container.
 pub fn set_container_config(db: &Connection, id: &str, config: &serde_json::Value) -> Result<()> {
-    db.execute("UPDATE containers SET config = ?2 WHERE id = ?1", params![id, config.to_string()])?;
+    db.prepare_cached("UPDATE containers SET config = ?2 WHERE id = ?1")?.execute(params![id, config.to_string()])?;
     Ok(())
 }
