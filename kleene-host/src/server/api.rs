@@ -8,7 +8,8 @@ use crate::commands::output::network_json;
 use crate::commands::{attach, container, network};
 use crate::error::is_not_found;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -67,6 +68,30 @@ impl Codes {
 }
 
 type Answer = Result<Response, ApiError>;
+
+/// A path parameter. One that cannot be decoded (`%FF`) names nothing there is: 404, which
+/// every route with a parameter lists, where axum's own answer would be a plain-text 400.
+struct ApiPath<T>(T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(e) => Err(ApiError(StatusCode::NOT_FOUND, format!("invalid path: {}", e.body_text()))),
+        }
+    }
+}
+
+/// A query string of type `T`; a malformed one (`?all=banana`) is the route's refusal, with
+/// the reason, never axum's plain-text 400 (no kleened route lists 400).
+fn query<T>(q: Result<Query<T>, QueryRejection>, codes: Codes, fix: &str) -> Result<T, ApiError> {
+    q.map(|Query(value)| value).map_err(|e| {
+        tracing::info!(status = codes.refused.as_u16(), "refused: {}", e.body_text());
+        ApiError(codes.refused, format!("{}: use {fix}", e.body_text()))
+    })
+}
 
 /// A JSON body of type `T`; anything else is the route's refusal, with serde's reason.
 fn body<T: DeserializeOwned>(bytes: &Bytes, codes: Codes) -> Result<T, ApiError> {
@@ -153,7 +178,7 @@ async fn network_create(State(s): State<Service>, bytes: Bytes) -> Answer {
     Ok(id_answer(StatusCode::CREATED, id))
 }
 
-async fn network_remove(State(s): State<Service>, Path(ident): Path<String>) -> Answer {
+async fn network_remove(State(s): State<Service>, ApiPath(ident): ApiPath<String>) -> Answer {
     let removed = s
         .call(move |ctx| {
             let mut removed = Vec::new();
@@ -184,7 +209,7 @@ async fn network_prune(State(s): State<Service>) -> Answer {
     Ok(Json(removed).into_response())
 }
 
-async fn network_inspect(State(s): State<Service>, Path(ident): Path<String>) -> Answer {
+async fn network_inspect(State(s): State<Service>, ApiPath(ident): ApiPath<String>) -> Answer {
     let mut doc = s.call(move |ctx| network::inspect(ctx, &ident)).await.map_err(|e| NOT_FOUND_OR_500.error(e))?;
     doc["network"] = api_network(doc["network"].take());
     Ok(Json(doc).into_response())
@@ -210,7 +235,7 @@ async fn network_connect(State(s): State<Service>, bytes: Bytes) -> Answer {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn network_disconnect(State(s): State<Service>, Path((net, ctr)): Path<(String, String)>) -> Answer {
+async fn network_disconnect(State(s): State<Service>, ApiPath((net, ctr)): ApiPath<(String, String)>) -> Answer {
     s.call(move |ctx| attach::disconnect(ctx, &net, &ctr)).await.map_err(|e| ALL_NOT_FOUND.error(e))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -221,7 +246,8 @@ struct ListQuery {
     all: bool,
 }
 
-async fn container_list(State(s): State<Service>, Query(q): Query<ListQuery>) -> Answer {
+async fn container_list(State(s): State<Service>, q: Result<Query<ListQuery>, QueryRejection>) -> Answer {
+    let q = query(q, NOT_FOUND_OR_500, "all=true or all=false")?;
     let list = s.call(move |ctx| container::ls(ctx, q.all)).await.map_err(|e| NOT_FOUND_OR_500.error(e))?;
     Ok(Json(list.into_iter().map(container_summary).collect::<Vec<_>>()).into_response())
 }
@@ -239,7 +265,7 @@ fn container_summary(mut doc: Value) -> Value {
     doc
 }
 
-async fn container_inspect(State(s): State<Service>, Path(ident): Path<String>) -> Answer {
+async fn container_inspect(State(s): State<Service>, ApiPath(ident): ApiPath<String>) -> Answer {
     let doc = s.call(move |ctx| container::inspect(ctx, &ident)).await.map_err(|e| NOT_FOUND_OR_500.error(e))?;
     Ok(Json(doc).into_response())
 }
@@ -313,12 +339,12 @@ async fn container_create(State(s): State<Service>, bytes: Bytes) -> Answer {
     Ok(id_answer(StatusCode::CREATED, id))
 }
 
-async fn container_start(State(s): State<Service>, Path(ident): Path<String>) -> Answer {
+async fn container_start(State(s): State<Service>, ApiPath(ident): ApiPath<String>) -> Answer {
     let id = s.call(move |ctx| container::start(ctx, &ident)).await.map_err(|e| CONFLICT.error(e))?;
     Ok(id_answer(StatusCode::OK, id))
 }
 
-async fn container_stop(State(s): State<Service>, Path(ident): Path<String>) -> Answer {
+async fn container_stop(State(s): State<Service>, ApiPath(ident): ApiPath<String>) -> Answer {
     let id = s.call(move |ctx| container::stop(ctx, &ident)).await.map_err(|e| CONFLICT.error(e))?;
     Ok(id_answer(StatusCode::OK, id))
 }
@@ -329,7 +355,12 @@ struct RemoveQuery {
     force: bool,
 }
 
-async fn container_remove(State(s): State<Service>, Path(ident): Path<String>, Query(q): Query<RemoveQuery>) -> Answer {
+async fn container_remove(
+    State(s): State<Service>,
+    ApiPath(ident): ApiPath<String>,
+    q: Result<Query<RemoveQuery>, QueryRejection>,
+) -> Answer {
+    let q = query(q, CONFLICT, "force=true or force=false")?;
     let removed = s
         .call(move |ctx| {
             let mut removed = Vec::new();
