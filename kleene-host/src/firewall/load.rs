@@ -11,9 +11,6 @@ use std::net::IpAddr;
 /// The ruleset of everything in `db`. Its `host_gw_if` is left empty: only pf needs the
 /// default-route interface, and the FreeBSD renderer fills it in.
 pub fn load(db: &Connection) -> Result<Ruleset> {
-    let containers: HashMap<String, kleene_plugin_api::Container> =
-        state::containers(db)?.into_iter().map(|c| (c.id.clone(), c)).collect();
-    let stacks = state::container_stacks(db)?;
     let mut published = HashMap::new();
     for (id, specs) in state::published(db)? {
         let ports = specs
@@ -32,16 +29,17 @@ pub fn load(db: &Connection) -> Result<Ruleset> {
         })
         .collect();
     let index: HashMap<String, usize> = networks.iter().enumerate().map(|(i, n)| (n.network.id.clone(), i)).collect();
-    for ep in state::all_endpoints(db)? {
-        let (Some(&i), Some(c)) = (index.get(&ep.network_id), containers.get(&ep.container_id)) else { continue };
+    for (ep, c, stack) in state::endpoints_with_containers(db)? {
+        let Some(&i) = index.get(&ep.network_id) else { continue };
         let net = &mut networks[i];
         if c.running {
             net.epairs.extend(ep.epair.clone());
         }
         net.endpoints.push(FwEndpoint {
-            container: c.id.clone(),
-            name: c.name.clone(),
-            stack: stacks.get(&c.id).copied().unwrap_or(crate::legacy::UNKNOWN_DRIVER_STACK),
+            published: published.get(&c.id).cloned().unwrap_or_default(),
+            container: c.id,
+            name: c.name,
+            stack: stack.unwrap_or(crate::legacy::UNKNOWN_DRIVER_STACK),
             running: c.running,
             v4: ep.ip_address.and_then(|a| match a {
                 IpAddr::V4(v4) => Some(v4),
@@ -51,7 +49,6 @@ pub fn load(db: &Connection) -> Result<Ruleset> {
                 IpAddr::V6(v6) => Some(v6),
                 IpAddr::V4(_) => None,
             }),
-            published: published.get(&c.id).cloned().unwrap_or_default(),
         });
     }
     Ok(Ruleset { networks, host_gw_if: String::new() })

@@ -111,19 +111,6 @@ fn stack_text(stack: Stack) -> String {
 
 /// The stack of each container whose driver's declaration is recorded (rows older than API
 /// 1.1 have none until [`record_stack`] fills it in).
-pub fn container_stacks(db: &Connection) -> Result<std::collections::HashMap<String, Stack>> {
-    let mut stmt = db.prepare_cached("SELECT id, stack FROM containers WHERE stack IS NOT NULL")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-    let mut out = std::collections::HashMap::new();
-    for row in rows {
-        let (id, text) = row?;
-        let stack = serde_json::from_value(serde_json::Value::String(text.clone()))
-            .map_err(|_| anyhow!("container {id}: unknown stack '{text}' in state"))?;
-        out.insert(id, stack);
-    }
-    Ok(out)
-}
-
 /// Drivers and network types whose rows predate API 1.1 and lack their declarations.
 pub fn undeclared(db: &Connection) -> Result<(Vec<String>, Vec<String>)> {
     let list = |sql: &str| -> Result<Vec<String>> {
@@ -268,6 +255,47 @@ pub fn published(db: &Connection) -> Result<std::collections::HashMap<String, Ve
     for row in rows {
         let (id, spec) = row?;
         out.entry(id).or_default().push(spec);
+    }
+    Ok(out)
+}
+
+/// Every endpoint with its container and the container's declared stack (None before API
+/// 1.1), in the order containers joined their networks: what the firewall reads at every
+/// commit, in one query (the rows are checked as [`all_endpoints`] and [`containers`] check
+/// theirs).
+pub fn endpoints_with_containers(db: &Connection) -> Result<Vec<(Endpoint, Container, Option<Stack>)>> {
+    let mut stmt = db.prepare_cached(
+        "SELECT e.id, e.network_id, e.container_id, e.epair, e.interface, e.ip_address, e.ip_address6, \
+         c.name, c.driver, c.running, c.stack \
+         FROM endpoints e JOIN containers c ON c.id = e.container_id ORDER BY e.seq",
+    )?;
+    let mut stacks: std::collections::HashMap<String, Stack> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let e = Endpoint {
+            id: r.get(0)?,
+            network_id: r.get(1)?,
+            container_id: r.get(2)?,
+            epair: r.get(3)?,
+            interface: r.get(4)?,
+            ip_address: opt_parse(r.get(5)?),
+            ip_address6: opt_parse(r.get(6)?),
+        };
+        let c = Container { id: e.container_id.clone(), name: r.get(7)?, driver: r.get(8)?, running: r.get(9)? };
+        let stack = match r.get::<_, Option<String>>(10)? {
+            None => None,
+            Some(text) => Some(match stacks.get(&text) {
+                Some(&s) => s,
+                None => {
+                    let s: Stack = serde_json::from_value(serde_json::Value::String(text.clone()))
+                        .map_err(|_| anyhow!("container {}: unknown stack '{text}' in state", c.id))?;
+                    stacks.insert(text, s);
+                    s
+                }
+            }),
+        };
+        out.push((checked(e, super::checked::endpoint)?, checked(c, super::checked::container)?, stack));
     }
     Ok(out)
 }
