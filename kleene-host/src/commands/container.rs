@@ -77,13 +77,14 @@ fn check_port_conflicts(state: &State, ports: &[firewall::Published]) -> Result<
             bail!("host port {} is published twice (overlaps {})", describe(p), describe(q));
         }
     }
-    let names: std::collections::HashMap<String, String> =
-        state::containers(&state.db)?.into_iter().map(|c| (c.id, c.name)).collect();
+    if ports.is_empty() {
+        return Ok(());
+    }
     for (id, specs) in state::published(&state.db)? {
         for spec in specs {
             let Ok(theirs) = firewall::parse_publish(&spec) else { continue };
             if let Some(p) = ports.iter().find(|p| overlap(p, &theirs)) {
-                let name = names.get(&id).map(String::as_str).unwrap_or(&id);
+                let name = state::container_by_id(&state.db, &id).map_or(id.clone(), |c| c.name);
                 bail!("host port {} is already published by container '{name}' ({spec})", describe(p));
             }
         }

@@ -78,11 +78,8 @@ fn delete(db: &Connection, network_id: &str, like: IpAddr, start: u128) -> Resul
 /// The free range holding `ip`, if any.
 fn range_of(db: &Connection, network_id: &str, ip: IpAddr) -> Result<Option<(u128, u128)>> {
     let row: Option<(Vec<u8>, Vec<u8>)> = db
-        .query_row(
-            "SELECT start, end FROM ipam_free WHERE network_id = ?1 AND family = ?2 AND start <= ?3 ORDER BY start DESC LIMIT 1",
-            params![network_id, family(ip), key(ip)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT start, end FROM ipam_free WHERE network_id = ?1 AND family = ?2 AND start <= ?3 ORDER BY start DESC LIMIT 1")?.query_row(params![network_id, family(ip), key(ip)],
+            |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     Ok(row.map(|(s, e)| (to_bits(unkey(ip, &s)), to_bits(unkey(ip, &e)))).filter(|(_, e)| *e >= to_bits(ip)))
 }
@@ -112,11 +109,8 @@ pub fn take(db: &Connection, network_id: &str, ip: IpAddr) -> Result<()> {
 pub fn allocate(db: &Connection, network_id: &str, subnet: &Cidr) -> Result<IpAddr> {
     let like = subnet.addr;
     let row: Option<Vec<u8>> = db
-        .query_row(
-            "SELECT start FROM ipam_free WHERE network_id = ?1 AND family = ?2 ORDER BY start LIMIT 1",
-            params![network_id, family(like)],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT start FROM ipam_free WHERE network_id = ?1 AND family = ?2 ORDER BY start LIMIT 1")?
+        .query_row(params![network_id, family(like)], |r| r.get(0))
         .optional()?;
     let Some(start) = row else {
         bail!("no more {} IP's left in the network", family_word(like));

@@ -89,7 +89,7 @@ pub fn networks(db: &Connection) -> Result<Vec<NetworkRow>> {
 }
 
 pub fn network_by_id(db: &Connection, id: &str) -> Result<NetworkRow> {
-    Ok(db.query_row("SELECT * FROM networks WHERE id = ?1", [id], network_from_row)?)
+    Ok(db.prepare_cached("SELECT * FROM networks WHERE id = ?1")?.query_row([id], network_from_row)?)
 }
 
 pub fn delete_network(db: &Connection, id: &str) -> Result<()> {
@@ -199,11 +199,8 @@ pub fn endpoints_where(db: &Connection, column: &str, id: &str) -> Result<Vec<En
 
 pub fn endpoint(db: &Connection, network_id: &str, container_id: &str) -> Result<Option<Endpoint>> {
     Ok(db
-        .query_row(
-            "SELECT * FROM endpoints WHERE network_id = ?1 AND container_id = ?2",
-            [network_id, container_id],
-            endpoint_from_row,
-        )
+        .prepare_cached("SELECT * FROM endpoints WHERE network_id = ?1 AND container_id = ?2")?
+        .query_row([network_id, container_id], endpoint_from_row)
         .optional()?)
 }
 
@@ -211,13 +208,14 @@ pub fn endpoint(db: &Connection, network_id: &str, container_id: &str) -> Result
 /// `what` names the object in messages ("network", "container"), as Kleene does.
 pub fn resolve(db: &Connection, table: &str, what: &str, ident: &str) -> Result<String> {
     let exact = format!("SELECT id FROM {table} WHERE name = ?1 OR id = ?1 ORDER BY (name = ?1) DESC LIMIT 1");
-    if let Some(id) = db.query_row(&exact, [ident], |r| r.get::<_, String>(0)).optional()? {
+    if let Some(id) = db.prepare_cached(&exact)?.query_row([ident], |r| r.get::<_, String>(0)).optional()? {
         return Ok(id);
     }
     if ident.is_empty() || !ident.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(crate::error::NotFound(format!("{what} not found")).into());
     }
-    let mut stmt = db.prepare(&format!("SELECT id, name FROM {table} WHERE substr(id, 1, ?2) = ?1 ORDER BY id"))?;
+    let mut stmt =
+        db.prepare_cached(&format!("SELECT id, name FROM {table} WHERE substr(id, 1, ?2) = ?1 ORDER BY id"))?;
     let found: Vec<(String, String)> = stmt
         .query_map(params![ident, ident.len()], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
@@ -232,7 +230,7 @@ pub fn resolve(db: &Connection, table: &str, what: &str, ident: &str) -> Result<
 }
 
 pub fn container_by_id(db: &Connection, id: &str) -> Result<Container> {
-    Ok(db.query_row("SELECT * FROM containers WHERE id = ?1", [id], container_from_row)?)
+    Ok(db.prepare_cached("SELECT * FROM containers WHERE id = ?1")?.query_row([id], container_from_row)?)
 }
 
 /// Record a container's published-port specs (`--publish`), in the order given.
