@@ -186,8 +186,22 @@ pub fn apply(
             };
             engine::render(ctx.renderer().as_mut(), plan, &rules)
         }
-        Session::Live { mut exec, .. } => engine::run(state, exec.as_mut(), what, plan, commit),
+        Session::Live { mut exec, .. } => {
+            engine::run(state, exec.as_mut(), what, plan, commit)?;
+            // The change is committed: DNS follows it (a failure here is reported, and the
+            // next change or `system reconcile` tries again).
+            if let Err(e) = sync_dns(state, exec.as_mut()) {
+                tracing::warn!("container DNS not updated: {e:#}");
+            }
+            Ok(())
+        }
     }
+}
+
+/// Bring container DNS (resolver files and process, resolv.conf files) to committed state;
+/// returns once the resolver answers by it.
+pub fn sync_dns(state: &State, exec: &mut dyn Executor) -> Result<()> {
+    exec.apply_dns(&crate::dns::load(&state.db)?)
 }
 
 /// Names: what Docker and Kleene accept, so they are safe in every message and file name.

@@ -56,9 +56,26 @@ pub trait Executor {
         Ok(Vec::new())
     }
     /// Run `argv` as one of the container's processes (its cgroup; its own network namespace
-    /// when `own_netns`), with stdio inherited; the command's exit code.
-    fn exec_in_sandbox(&mut self, _sandbox: &str, _own_netns: bool, _argv: &[String]) -> Result<i32> {
+    /// when `own_netns`; `resolv_conf`, if that file exists, mounted on /etc/resolv.conf in a
+    /// mount namespace of its own), with stdio inherited; the command's exit code.
+    fn exec_in_sandbox(
+        &mut self,
+        _sandbox: &str,
+        _own_netns: bool,
+        _resolv_conf: Option<&Path>,
+        _argv: &[String],
+    ) -> Result<i32> {
         anyhow::bail!("container exec is only implemented on Linux")
+    }
+    /// Whether the DNS resolver can run here (renderers: assumed, the target host decides).
+    fn dns_resolver_installed(&mut self) -> bool {
+        true
+    }
+    /// Bring container DNS to `config` (the resolver's files and process, the containers'
+    /// resolv.conf), returning once the resolver answers by it. Renderers do nothing: see
+    /// docs/dns.md for what a FreeBSD host gets.
+    fn apply_dns(&mut self, _config: &crate::dns::DnsConfig) -> Result<()> {
+        Ok(())
     }
     /// Called after the last operation of a plan (renderers flush pending commands here).
     fn finish(&mut self) -> Result<()> {
