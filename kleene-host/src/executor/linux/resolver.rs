@@ -215,8 +215,7 @@ impl Resolver {
     fn terminate(self) {
         let _ = self.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(1);
-        // SAFETY: kill(pid, 0) only asks whether the process exists.
-        while unsafe { libc::kill(self.pid, 0) } == 0 {
+        while is_live(self.pid) {
             if Instant::now() > deadline {
                 let _ = self.signal(libc::SIGKILL);
                 break;
@@ -225,6 +224,14 @@ impl Resolver {
         }
         tracing::info!("stopped the {} DNS resolver (pid {})", self.scope.name(), self.pid);
     }
+}
+
+/// Whether `pid` is a process that has not exited (an exited one stays a zombie until the
+/// process it was handed to, not kleene, reaps it).
+fn is_live(pid: libc::pid_t) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
 }
 
 /// Whether `pid` runs the resolver binary with `dir` as its working directory.
