@@ -153,8 +153,8 @@ pub fn listen_addresses(row: &NetworkRow) -> Vec<IpAddr> {
 }
 
 /// The DNS configuration `db` (a connection or an open transaction) describes. Only running
-/// containers are named; a container's resolv.conf names the resolver of the first DNS
-/// network it joined.
+/// containers are named, and only running containers have a resolv.conf: it names the
+/// resolver of the first DNS network the container joined.
 pub fn load(db: &Connection) -> Result<DnsConfig> {
     let mut config = DnsConfig::default();
     let networks: HashMap<String, NetworkRow> = state::networks(db)?
@@ -176,11 +176,14 @@ pub fn load(db: &Connection) -> Result<DnsConfig> {
         let (Some(row), Some(c)) = (networks.get(&ep.network_id), containers.get(&ep.container_id)) else {
             continue;
         };
+        if !c.running {
+            continue;
+        }
         if !config.resolv.contains_key(&c.id) {
             config.resolv.insert(c.id.clone(), resolv_conf(&c.name, row));
         }
         let addresses: Vec<IpAddr> = ep.addresses().collect();
-        if !c.running || addresses.is_empty() {
+        if addresses.is_empty() {
             continue;
         }
         let mut names: Vec<String> = Vec::new();

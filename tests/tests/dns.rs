@@ -376,3 +376,25 @@ fn bad_aliases_are_refused_in_one_line() {
     }
     assert_eq!(t.sb.state_snapshot(), before);
 }
+
+#[test]
+fn a_dry_run_for_freebsd_renders_the_jails_resolv_conf() {
+    let t = Dns::new("dns-freebsd");
+    t.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.72.0.0/24", "--subnet6", "fd00:72::/64", "n"]).ok();
+    let id = t.kleene(&["container", "create", "-l", "vnet", "-n", "n", "jailed"]).ok();
+    let script = t.kleene(&["--dry-run", "--os", "freebsd", "container", "start", "jailed"]).ok();
+    let path = t.sb.dir.path().join(format!("run/dns/resolv/{id}.conf"));
+    let expected = format!(
+        "cat > {} <<'EOF'\n# kleene: container jailed, DNS of network n\nnameserver 10.72.0.1\nnameserver fd00:72::1\nEOF",
+        path.display()
+    );
+    assert!(script.contains(&expected), "{script}");
+    assert!(!path.exists(), "a dry run writes nothing");
+    // Starting it for real writes the same file.
+    t.kleene(&["container", "start", "jailed"]).ok();
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(expected.contains(&written), "{written}");
+    // A stopped container has none (nothing to mount it into).
+    t.kleene(&["container", "stop", "jailed"]).ok();
+    assert!(!path.exists());
+}

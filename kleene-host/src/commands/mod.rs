@@ -177,14 +177,21 @@ pub fn apply(
 ) -> Result<()> {
     match session {
         Session::DryRun => {
-            // The firewall the change would produce: the new state in a transaction that is
-            // rolled back.
-            let rules = {
+            // The firewall and DNS the change would produce: the new state in a transaction
+            // that is rolled back.
+            let before = crate::dns::load(&state.db)?;
+            let (rules, after) = {
                 let tx = state.db.transaction()?;
                 commit(&tx, &[])?;
-                firewall::load(&tx)?
+                (firewall::load(&tx)?, crate::dns::load(&tx)?)
             };
-            engine::render(ctx.renderer().as_mut(), plan, &rules)
+            let mut renderer = ctx.renderer();
+            // What a jail needs of container DNS: the resolv.conf of a container that starts
+            // or whose DNS network changes (docs/dns.md).
+            for (id, text) in after.resolv.iter().filter(|(id, text)| before.resolv.get(*id) != Some(*text)) {
+                renderer.write_file(&crate::dns::resolv_conf_path(&ctx.run_dir, id), text);
+            }
+            engine::render(renderer.as_mut(), plan, &rules)
         }
         Session::Live { mut exec, .. } => {
             engine::run(state, exec.as_mut(), what, plan, commit)?;

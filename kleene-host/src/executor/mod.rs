@@ -92,6 +92,8 @@ pub trait Renderer: Executor {
     fn apply_step(&mut self, op: &Op, _undo: &[Op]) -> Result<Vec<Fact>> {
         self.apply(op)
     }
+    /// Render writing `text` to the file `path` (a running container's resolv.conf).
+    fn write_file(&mut self, path: &Path, text: &str);
     /// The whole output, as printed: `lines` with whatever must come before them.
     fn script(&self) -> Vec<String> {
         self.lines().to_vec()
@@ -151,6 +153,12 @@ pub fn here_document(command: &str, body: &str) -> Vec<String> {
         .chain(body.lines().map(String::from))
         .chain(std::iter::once("EOF".to_string()))
         .collect()
+}
+
+/// The lines that write `text` to `path`, its directory made first.
+pub fn file_lines(path: &Path, text: &str) -> Vec<String> {
+    let dir = path.parent().map(|d| format!("mkdir -p {}", d.display()));
+    dir.into_iter().chain(here_document(&format!("cat > {}", path.display()), text)).collect()
 }
 
 /// Which platform's commands a renderer writes.
