@@ -122,7 +122,7 @@ fn confirm(resolver: &Resolver, probes: &[Probe], started: Instant) -> Result<()
                 resolver.signal(libc::SIGHUP)?;
                 last_signal = Instant::now();
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_micros(200));
         }
     }
     tracing::debug!("DNS resolver ({}) confirmed in {:?}", resolver.scope.name(), started.elapsed());
