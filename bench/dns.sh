@@ -2,8 +2,9 @@
 # Container DNS benchmark (docs/dns.md), in a network namespace of its own: one bridge
 # network with DNS, filled with running vnet containers to 10, 100 and 1000. At each size:
 #   - update: `container start` of one more container (the resolver's files rewritten, the
-#     resolver signalled and probed until it answers), median of $SAMPLES, in us; and the
-#     part of it spent waiting for the resolver ("confirmed in", from kleene's debug log);
+#     resolver signalled and probed until it answers), median of $SAMPLES, in us; the part
+#     of it spent on DNS (state read, files written, resolver signalled and asked) and, of
+#     that, the wait for the resolver (both from kleene's debug log);
 #   - answered within the command: right after each start returns, a container asks for the
 #     new name (getent); every one must answer;
 #   - lookups from inside a container: $QUERIES UDP queries for random container names,
@@ -43,29 +44,36 @@ for i in range(count // 4):
 print("%d %d %d %d %d" % (pct(rtt, 0.5), pct(rtt, 0.99), pct(gai, 0.5), pct(gai, 0.99), bad))
 '
 
+# The duration after PHRASE in a log line (Rust's Debug of a Duration), in us.
+us_after() {
+    sed -n "s/.*$1 \([0-9.]*\)\([a-zµ]*\)s\$/\1 \2/p" | awk '{v=$1; if ($2=="m") v*=1000; if ($2=="") v*=1000000; if ($2=="n") v/=1000; printf "%d\n", v}'
+}
+
 have=0
-printf '%-6s %12s %12s %10s %9s %9s %9s %9s\n' size "update us" "resolver us" answered "q p50" "q p99" "gai p50" "gai p99"
+printf '%-6s %10s %8s %11s %9s %7s %7s %8s %8s\n' size "update us" "dns us" "resolver us" answered "q p50" "q p99" "gai p50" "gai p99"
 for size in $SIZES; do
     for i in $(seq $((have + 1)) "$size"); do
         $K container create -l vnet -n bench "c$i" >/dev/null
-        $K container start "c$i"
+        $K container start "c$i" 2>/dev/null
     done
     have=$size
-    updates=() waits=() answered=0
+    updates=() dns=() waits=() answered=0
     for s in $(seq 1 "$SAMPLES"); do
         $K container create -l vnet -n bench "probe$s" >/dev/null
         t0=$(now_us)
-        log=$($K --log kleene::executor::linux::resolver=debug container start "probe$s" 2>&1)
+        log=$($K --log kleene::executor::linux::resolver=debug,kleene::commands=debug container start "probe$s" 2>&1)
         t1=$(now_us)
         $K container exec client -- getent hosts "probe$s" >/dev/null && answered=$((answered + 1))
         updates+=($((t1 - t0)))
-        waits+=("$(sed -n 's/.*confirmed in \([0-9.]*\)\(.s\).*/\1 \2/p' <<<"$log" | awk '{v=$1; if ($2=="ms") v*=1000; if ($2=="s") v*=1000000; printf "%d\n", v}')")
+        waits+=("$(us_after 'confirmed in' <<<"$log")")
+        dns+=("$(us_after 'in step with state in' <<<"$log")")
         $K container rm -f "probe$s" >/dev/null
     done
     update=$(printf '%s\n' "${updates[@]}" | median)
     wait=$(printf '%s\n' "${waits[@]}" | median)
+    dnsus=$(printf '%s\n' "${dns[@]}" | median)
     read -r p50 p99 g50 g99 bad < <($K container exec client -- python3 -c "$LOOKUPS" "$size" "$QUERIES")
     [ "$bad" = 0 ] || echo "warning: $bad queries answered without exactly one address" >&2
-    printf '%-6s %12s %12s %10s %9s %9s %9s %9s\n' "$size" "$update" "$wait" "$answered/$SAMPLES" "$p50" "$p99" "$g50" "$g99"
+    printf '%-6s %10s %8s %11s %9s %7s %7s %8s %8s\n' "$size" "$update" "$dnsus" "$wait" "$answered/$SAMPLES" "$p50" "$p99" "$g50" "$g99"
 done
-echo "(update: one 'container start' on a network of that many running containers, median; resolver: its wait for aardvark-dns)"
+echo "(update: one 'container start' on a network of that many running containers, median; dns: its DNS part; resolver: of that, the wait for aardvark-dns to answer by the new files)"

@@ -135,6 +135,9 @@ pub struct DnsConfig {
     pub files: BTreeMap<Scope, BTreeMap<String, NetworkFile>>,
     /// Per container id, its resolv.conf.
     pub resolv: BTreeMap<String, String>,
+    /// Ask a running resolver about every network even where no file changed (`system
+    /// reconcile`: a resolver that lost an address while running is signalled to bind again).
+    pub verify_all: bool,
 }
 
 /// Where a container's resolv.conf is written (what `container exec` mounts on

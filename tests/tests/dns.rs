@@ -398,3 +398,31 @@ fn a_dry_run_for_freebsd_renders_the_jails_resolv_conf() {
     t.kleene(&["container", "stop", "jailed"]).ok();
     assert!(!path.exists());
 }
+
+#[test]
+fn the_api_takes_dns_and_aliases_and_serves_the_names() {
+    let sb = Sandbox::new("dns-api");
+    let server = sb.serve();
+    let quiet = r#"{"name":"quiet","type":"bridge","subnet":"10.74.0.0/24","dns":false}"#;
+    server.json("POST", "/networks/create", quiet, 201);
+    server.json("POST", "/networks/create", r#"{"name":"app","type":"bridge","subnet":"10.75.0.0/24"}"#, 201);
+    assert_eq!(server.json("GET", "/networks/quiet/inspect", "", 200)["network"]["dns"], false);
+    assert_eq!(server.json("GET", "/networks/app/inspect", "", 200)["network"]["dns"], true);
+    for name in ["web", "client"] {
+        let body = format!(r#"{{"name":"{name}","network_driver":"vnet","image":"base","cmd":["/bin/sh"]}}"#);
+        server.json("POST", "/containers/create", &body, 201);
+    }
+    let (code, answer) =
+        server.request("POST", "/networks/connect", r#"{"container":"web","network":"app","aliases":["Bad_One"]}"#);
+    assert_eq!(code, 409, "{answer}");
+    assert!(answer.contains("invalid alias"), "{answer}");
+    server.json("POST", "/networks/connect", r#"{"container":"web","network":"app","aliases":["db"]}"#, 204);
+    server.json("POST", "/networks/connect", r#"{"container":"client","network":"app"}"#, 204);
+    for name in ["web", "client"] {
+        server.json("POST", &format!("/containers/{name}/start"), "", 200);
+    }
+    let web = server.json("GET", "/containers/web/inspect", "", 200);
+    assert_eq!(web["container_endpoints"][0]["aliases"], serde_json::json!(["db"]));
+    let found = sb.kleene(&["container", "exec", "client", "--", "getent", "hosts", "db"]).ok();
+    assert!(found.starts_with("10.75.0.2 "), "{found}");
+}

@@ -197,7 +197,7 @@ pub fn apply(
             engine::run(state, exec.as_mut(), what, plan, commit)?;
             // The change is committed: DNS follows it (a failure here is reported, and the
             // next change or `system reconcile` tries again).
-            if let Err(e) = sync_dns(state, exec.as_mut()) {
+            if let Err(e) = sync_dns(state, exec.as_mut(), false) {
                 tracing::warn!("container DNS not updated: {e:#}");
             }
             Ok(())
@@ -206,9 +206,12 @@ pub fn apply(
 }
 
 /// Bring container DNS (resolver files and process, resolv.conf files) to committed state;
-/// returns once the resolver answers by it.
-pub fn sync_dns(state: &State, exec: &mut dyn Executor) -> Result<()> {
-    exec.apply_dns(&crate::dns::load(&state.db)?)
+/// returns once the resolver answers by it (`verify_all`: about every network, changed or not).
+pub fn sync_dns(state: &State, exec: &mut dyn Executor, verify_all: bool) -> Result<()> {
+    let started = std::time::Instant::now();
+    exec.apply_dns(&crate::dns::DnsConfig { verify_all, ..crate::dns::load(&state.db)? })?;
+    tracing::debug!("container DNS in step with state in {:?}", started.elapsed());
+    Ok(())
 }
 
 /// Names: what Docker and Kleene accept, so they are safe in every message and file name.

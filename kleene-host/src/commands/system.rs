@@ -25,7 +25,7 @@ pub fn reconcile(ctx: &mut Ctx) -> Result<()> {
             restore_containers(ctx, &mut state, exec.as_mut())?;
             engine::reapply_firewall(&state, exec.as_mut())?;
             // Restarts a resolver that died, and rewrites what someone changed.
-            super::sync_dns(&state, exec.as_mut())
+            super::sync_dns(&state, exec.as_mut(), true)
         }
     }
 }

@@ -58,10 +58,10 @@ pub fn apply(run_dir: &Path, config: &DnsConfig) -> Result<()> {
     }
     make_dir(&dns)?;
     let _lock = lock(&dns)?;
-    sync_dir(&dns, &dns.join("resolv"), config.resolv.iter().map(|(id, text)| (format!("{id}.conf"), text.clone())))?;
+    sync_resolv(&dns, &config.resolv, config.verify_all)?;
     for scope in Scope::BOTH {
         match config.files.get(&scope).filter(|f| !f.is_empty()) {
-            Some(files) => serve(&dns, scope, files)?,
+            Some(files) => serve(&dns, scope, files, config.verify_all)?,
             None => stop(&dns, scope)?,
         }
     }
@@ -70,7 +70,7 @@ pub fn apply(run_dir: &Path, config: &DnsConfig) -> Result<()> {
 
 /// Write one resolver's files; start it, or signal it if a file changed; wait until it
 /// answers by the new files.
-fn serve(dns: &Path, scope: Scope, files: &BTreeMap<String, NetworkFile>) -> Result<()> {
+fn serve(dns: &Path, scope: Scope, files: &BTreeMap<String, NetworkFile>, config_verify: bool) -> Result<()> {
     let dir = dns.join(scope.name());
     make_dir(&dir)?;
     let running = Resolver::find(dns, scope);
@@ -83,14 +83,16 @@ fn serve(dns: &Path, scope: Scope, files: &BTreeMap<String, NetworkFile>) -> Res
             replace(dns, &dir.join(id), &text)?;
             probes.push(file.probe(old.as_deref()));
             changed = true;
-        } else if running.is_none() {
+        } else if running.is_none() || config_verify {
             probes.push(file.probe(None));
         }
     }
     changed |= remove_others(&dir, |name| name == PID_HINT || files.contains_key(name))?;
     let started = Instant::now();
     let resolver = match running {
-        Some(_) if !changed => return Ok(()),
+        Some(_) if !changed && !config_verify => return Ok(()),
+        // Nothing changed: asked as it is, signalled only if it answers wrong (`confirm`).
+        Some(r) if !changed => r,
         Some(r) => {
             r.signal(libc::SIGHUP)?;
             r
@@ -394,6 +396,32 @@ fn replace(staging: &Path, path: &Path, text: &str) -> Result<()> {
     f.write_all(text.as_bytes())?;
     drop(f);
     fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The containers' resolv.conf files. What was last written is recorded beside them
+/// (`resolv.applied`), so a change touches only the files that differ instead of reading a
+/// thousand to find them; `full` (reconcile), or a missing record, compares every file.
+fn sync_resolv(dns: &Path, resolv: &BTreeMap<String, String>, full: bool) -> Result<()> {
+    let (dir, record) = (dns.join("resolv"), dns.join("resolv.applied"));
+    let file = |id: &str| dir.join(format!("{id}.conf"));
+    let applied: Option<BTreeMap<String, String>> =
+        fs::read(&record).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).filter(|_| !full && dir.is_dir());
+    match applied {
+        Some(old) if old == *resolv => return Ok(()),
+        Some(old) => {
+            for (id, text) in resolv.iter().filter(|(id, text)| old.get(*id) != Some(*text)) {
+                replace(dns, &file(id), text)?;
+            }
+            for id in old.keys().filter(|id| !resolv.contains_key(*id)) {
+                match fs::remove_file(file(id)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+        }
+        None => sync_dir(dns, &dir, resolv.iter().map(|(id, text)| (format!("{id}.conf"), text.clone())))?,
+    }
+    replace(dns, &record, &serde_json::to_string(resolv)?)
 }
 
 /// Make `dir` hold exactly `files` (name, text): changed ones replaced, others removed.
