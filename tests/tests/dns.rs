@@ -317,13 +317,7 @@ fn a_killed_resolver_comes_back_with_reconcile_and_runs_unprivileged() {
     assert_eq!(field("CapEff:"), "0000000000000400");
     assert_eq!(field("CapPrm:"), "0000000000000400");
     // Exactly one resolver serves this run dir.
-    let ours = Command::new("pgrep").args(["-x", "aardvark-dns"]).output().unwrap();
-    let run_dir = t.sb.dir.path().join("run/dns/forwarding");
-    let serving = String::from_utf8_lossy(&ours.stdout)
-        .lines()
-        .filter(|p| std::fs::read_link(format!("/proc/{p}/cwd")).is_ok_and(|cwd| cwd == run_dir))
-        .count();
-    assert_eq!(serving, 1);
+    assert_eq!(serving(&t), 1);
 
     Command::new("kill").args(["-9", &pid]).status().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
@@ -331,7 +325,26 @@ fn a_killed_resolver_comes_back_with_reconcile_and_runs_unprivileged() {
     assert_eq!(t.lookup("a", "b"), Vec::<String>::new(), "the resolver is dead");
     t.kleene(&["system", "reconcile"]).ok();
     assert_eq!(t.lookup("a", "b"), ["10.66.0.3"]);
-    assert_ne!(t.resolver_pid("forwarding").expect("running again"), pid);
+    let again = t.resolver_pid("forwarding").expect("running again");
+    assert_ne!(again, pid);
+    assert_eq!(serving(&t), 1);
+
+    // kleene's record of it lost: the next start of one stops the one it lost track of.
+    std::fs::remove_file(t.sb.dir.path().join("run/dns/forwarding.pid")).unwrap();
+    t.kleene(&["system", "reconcile"]).ok();
+    assert!(!is_live(&again), "the untracked resolver was stopped");
+    assert_eq!(serving(&t), 1);
+    assert_eq!(t.lookup("a", "b"), ["10.66.0.3"]);
+}
+
+/// How many aardvark-dns processes serve the test's forwarding directory.
+fn serving(t: &Dns) -> usize {
+    let ours = Command::new("pgrep").args(["-x", "aardvark-dns"]).output().unwrap();
+    let dir = t.sb.dir.path().join("run/dns/forwarding");
+    String::from_utf8_lossy(&ours.stdout)
+        .lines()
+        .filter(|p| is_live(p) && std::fs::read_link(format!("/proc/{p}/cwd")).is_ok_and(|cwd| cwd == dir))
+        .count()
 }
 
 #[test]

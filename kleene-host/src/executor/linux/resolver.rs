@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -167,10 +167,16 @@ impl Resolver {
         is_resolver(pid, &dns.join(scope.name())).then_some(Resolver { pid, scope })
     }
 
-    /// Start the resolver of `scope` on the files in its directory, unprivileged.
+    /// Start the resolver of `scope` on the files in its directory, unprivileged. One that
+    /// serves the directory without kleene's record of it (the record was lost) is stopped
+    /// first: never two for one directory.
     fn spawn(dns: &Path, scope: Scope) -> Result<Resolver> {
         let bin = binary().ok_or_else(|| anyhow!(crate::dns::missing_resolver()))?;
         let dir = dns.join(scope.name());
+        for pid in unrecorded(&dir) {
+            tracing::warn!("stopping a {} DNS resolver kleene had lost track of (pid {pid})", scope.name());
+            Resolver { pid, scope }.terminate();
+        }
         let (uid, gid) = unprivileged_ids();
         // The one file it may write, made for it (the directory stays root's).
         let hint = dir.join(PID_HINT);
@@ -228,6 +234,16 @@ impl Resolver {
     }
 }
 
+/// Resolvers running on `dir` (found through /proc: only when about to start one).
+fn unrecorded(dir: &Path) -> Vec<libc::pid_t> {
+    let (Some(id), Ok(entries)) = (identity(dir), fs::read_dir("/proc")) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|&pid| runs_as(pid, &id))
+        .collect()
+}
+
 /// Whether `pid` is a process that has not exited (an exited one stays a zombie until the
 /// process it was handed to, not kleene, reaps it).
 fn is_live(pid: libc::pid_t) -> bool {
@@ -238,11 +254,18 @@ fn is_live(pid: libc::pid_t) -> bool {
 
 /// Whether `pid` runs the resolver binary with `dir` as its working directory.
 fn is_resolver(pid: libc::pid_t, dir: &Path) -> bool {
+    identity(dir).is_some_and(|id| runs_as(pid, &id))
+}
+
+/// What a resolver on `dir` looks like in /proc: (its binary, its working directory).
+fn identity(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    Some((binary()?.canonicalize().ok()?, dir.canonicalize().ok()?))
+}
+
+fn runs_as(pid: libc::pid_t, (bin, dir): &(PathBuf, PathBuf)) -> bool {
     let proc = PathBuf::from(format!("/proc/{pid}"));
-    let exe = fs::read_link(proc.join("exe")).ok();
-    let cwd = fs::read_link(proc.join("cwd")).ok();
-    let bin = binary().and_then(|b| b.canonicalize().ok());
-    exe.is_some() && exe == bin && cwd.is_some() && cwd == dir.canonicalize().ok()
+    fs::read_link(proc.join("exe")).is_ok_and(|exe| exe == *bin)
+        && fs::read_link(proc.join("cwd")).is_ok_and(|cwd| cwd == *dir)
 }
 
 /// `nobody`/`nogroup` (65534 where the names are unknown).
@@ -447,7 +470,7 @@ fn remove_others(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<bool> {
     for entry in fs::read_dir(dir)?.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !keep(name) && entry.metadata().is_ok_and(|m| m.is_file() && m.nlink() >= 1) {
+        if !keep(name) && entry.metadata().is_ok_and(|m| m.is_file()) {
             fs::remove_file(entry.path())?;
             removed = true;
         }
