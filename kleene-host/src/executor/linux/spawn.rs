@@ -52,6 +52,15 @@ pub fn run(
         .iter()
         .map(|p| CString::new(p.as_os_str().as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
+    // A bind mount needs something to cover: without /etc/resolv.conf (or with a dangling
+    // link there) the command runs without the container's, rather than not at all.
+    let resolv_conf = match resolv_conf {
+        Some(_) if !Path::new("/etc/resolv.conf").exists() => {
+            tracing::warn!("/etc/resolv.conf is missing here: container DNS is not mounted for this command");
+            None
+        }
+        other => other,
+    };
     let resolv_conf = resolv_conf.map(|p| CString::new(p.as_os_str().as_bytes())).transpose()?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
