@@ -107,6 +107,9 @@ pub enum NetworkCmd {
         ip: Option<String>,
         #[arg(long)]
         ip6: Option<String>,
+        /// Another name the container answers to in this network's DNS (repeatable).
+        #[arg(long = "alias", value_name = "NAME")]
+        aliases: Vec<String>,
         network: String,
         container: String,
     },
@@ -145,6 +148,12 @@ pub struct NetworkCreate {
     /// Nothing leaves the network.
     #[arg(long)]
     pub internal: bool,
+    /// Serve containers' names on the gateways (the default where the host holds one).
+    #[arg(long, conflicts_with = "no_dns")]
+    pub dns: bool,
+    /// No container DNS on this network.
+    #[arg(long)]
+    pub no_dns: bool,
     pub name: String,
 }
 
@@ -160,6 +169,9 @@ pub struct ContainerCreate {
     pub ip: Option<String>,
     #[arg(long)]
     pub ip6: Option<String>,
+    /// Another name the container answers to in DNS on --network (repeatable).
+    #[arg(long = "alias", value_name = "NAME", requires = "network")]
+    pub aliases: Vec<String>,
     /// Publish a port: [IF:]HOST[-END][:CONTAINER|:C-*|:C-CEND|:*][/tcp|/udp] (repeatable).
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,

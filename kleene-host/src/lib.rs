@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod dns;
 pub mod engine;
 pub mod error;
 pub mod executor;

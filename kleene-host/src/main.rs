@@ -81,8 +81,8 @@ fn network_command(ctx: &mut Ctx, cmd: NetworkCmd) -> anyhow::Result<()> {
         NetworkCmd::Inspect { network } => print_json(&network::inspect(ctx, &network)?)?,
         NetworkCmd::Rm { networks } => removing(ctx, |ctx, removed| network::rm(ctx, &networks, removed))?,
         NetworkCmd::Prune { .. } => removing(ctx, network::prune)?,
-        NetworkCmd::Connect { ip, ip6, network, container } => {
-            attach::connect(ctx, &network, &container, ip.as_deref(), ip6.as_deref())?
+        NetworkCmd::Connect { ip, ip6, aliases, network, container } => {
+            attach::connect(ctx, &network, &container, ip.as_deref(), ip6.as_deref(), &aliases)?
         }
         NetworkCmd::Disconnect { network, container } => attach::disconnect(ctx, &network, &container)?,
     }

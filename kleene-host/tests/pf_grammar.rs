@@ -133,6 +133,7 @@ fn scenario(n: Network, families: Families, ports: &[&str], gw: &str) -> Ruleset
         forwarded: false,
         endpoints: vec![],
         epairs: vec![],
+        dns: false,
     };
     let other = FwNetwork {
         network: Network { id: "0123456789ab".into(), interface: "kleene1".into(), ..other.network },
@@ -140,7 +141,13 @@ fn scenario(n: Network, families: Families, ports: &[&str], gw: &str) -> Ruleset
     };
     Ruleset {
         networks: vec![
-            FwNetwork { forwarded: n.kind != "loopback", network: n, endpoints: vec![endpoint], epairs },
+            FwNetwork {
+                forwarded: n.kind != "loopback",
+                dns: n.kind == "bridge",
+                network: n,
+                endpoints: vec![endpoint],
+                epairs,
+            },
             other,
         ],
         host_gw_if: gw.into(),

@@ -158,7 +158,15 @@ pub fn resolve_pair(state: &State, network: &str, container: &str) -> Result<(Co
     Ok((container, row))
 }
 
-pub fn connect(ctx: &mut Ctx, network: &str, container: &str, ip: Option<&str>, ip6: Option<&str>) -> Result<()> {
+pub fn connect(
+    ctx: &mut Ctx,
+    network: &str,
+    container: &str,
+    ip: Option<&str>,
+    ip6: Option<&str>,
+    aliases: &[String],
+) -> Result<()> {
+    let aliases = crate::dns::parse_aliases(aliases)?;
     let mut state = ctx.state()?;
     let session = ctx.begin(&state)?;
     let (container, row) = resolve_pair(&state, network, container)?;
@@ -180,7 +188,10 @@ pub fn connect(ctx: &mut Ctx, network: &str, container: &str, ip: Option<&str>, 
         ep.interface = Some(peer);
     }
     let what = format!("network connect {} {}", row.network.name, container.name);
-    super::apply(ctx, &mut state, session, &what, &plan, |tx, _| record_endpoint(tx, &ep))
+    super::apply(ctx, &mut state, session, &what, &plan, |tx, _| {
+        record_endpoint(tx, &ep)?;
+        state::set_endpoint_aliases(tx, &ep.id, &aliases)
+    })
 }
 
 pub fn disconnect(ctx: &mut Ctx, network: &str, container: &str) -> Result<()> {

@@ -25,6 +25,7 @@ pub fn create(ctx: &mut Ctx, args: &ContainerCreate) -> Result<String> {
     if !args.publish.is_empty() {
         firewall::check_can_publish(driver, stack).map_err(anyhow::Error::msg)?;
     }
+    let aliases = crate::dns::parse_aliases(&args.aliases)?;
     let mut ports = Vec::new();
     for spec in &args.publish {
         ports.push(firewall::parse_publish(spec).map_err(anyhow::Error::msg)?);
@@ -55,7 +56,10 @@ pub fn create(ctx: &mut Ctx, args: &ContainerCreate) -> Result<String> {
         if let Some(config) = &args.config {
             state::set_container_config(tx, &container.id, config)?;
         }
-        endpoint.iter().try_for_each(|ep| record_endpoint(tx, ep))
+        endpoint.iter().try_for_each(|ep| {
+            record_endpoint(tx, ep)?;
+            state::set_endpoint_aliases(tx, &ep.id, &aliases)
+        })
     })?;
     Ok(container.id)
 }
@@ -237,10 +241,17 @@ pub fn inspect(ctx: &Ctx, ident: &str) -> Result<serde_json::Value> {
     let c = find(&state, ident)?;
     let extra = state::container_extras(&state.db)?.remove(&c.id).unwrap_or_default();
     let endpoints = state::endpoints_where(&state.db, "container_id", &c.id)?;
+    let aliases = state::endpoint_aliases(&state.db)?;
+    // The file `container exec` mounts on /etc/resolv.conf (for a runtime to mount itself).
+    let resolv_conf = crate::dns::load(&state.db)?
+        .resolv
+        .contains_key(&c.id)
+        .then(|| crate::dns::resolv_conf_path(&ctx.run_dir, &c.id));
     Ok(json!({
         "container": container_json(&c, &extra),
-        "container_endpoints": endpoints.iter().map(endpoint_json).collect::<Vec<_>>(),
+        "container_endpoints": endpoints.iter().map(|e| endpoint_json(e, &aliases)).collect::<Vec<_>>(),
         "published": state::published(&state.db)?.remove(&c.id).unwrap_or_default(),
+        "resolv_conf": resolv_conf,
     }))
 }
 
@@ -252,5 +263,6 @@ pub fn exec(ctx: &mut Ctx, ident: &str, command: &[String]) -> Result<i32> {
     }
     // The driver's declared stack says whether the container has a namespace of its own.
     let own_netns = matches!(ctx.plugin(&c.driver, PluginKind::Driver)?.stack(), Stack::Private | Stack::Disabled);
-    ctx.executor()?.exec_in_sandbox(&c.id, own_netns, command)
+    let resolv_conf = crate::dns::resolv_conf_path(&ctx.run_dir, &c.id);
+    ctx.executor()?.exec_in_sandbox(&c.id, own_netns, Some(&resolv_conf), command)
 }

@@ -192,17 +192,41 @@ pub fn apply(
 ) -> Result<()> {
     match session {
         Session::DryRun => {
-            // The firewall the change would produce: the new state in a transaction that is
-            // rolled back.
-            let rules = {
+            // The firewall and DNS the change would produce: the new state in a transaction
+            // that is rolled back.
+            let before = crate::dns::load(&state.db)?;
+            let (rules, after) = {
                 let tx = state.db.transaction()?;
                 commit(&tx, &[])?;
-                firewall::load(&tx)?
+                (firewall::load(&tx)?, crate::dns::load(&tx)?)
             };
-            engine::render(ctx.renderer().as_mut(), plan, &rules)
+            let mut renderer = ctx.renderer();
+            // What a jail needs of container DNS: the resolv.conf of a container that starts
+            // or whose DNS network changes (docs/dns.md).
+            for (id, text) in after.resolv.iter().filter(|(id, text)| before.resolv.get(*id) != Some(*text)) {
+                renderer.write_file(&crate::dns::resolv_conf_path(&ctx.run_dir, id), text);
+            }
+            engine::render(renderer.as_mut(), plan, &rules)
         }
-        Session::Live { mut exec, .. } => engine::run(state, exec.as_mut(), what, plan, commit),
+        Session::Live { mut exec, .. } => {
+            engine::run(state, exec.as_mut(), what, plan, commit)?;
+            // The change is committed: DNS follows it (a failure here is reported, and the
+            // next change or `system reconcile` tries again).
+            if let Err(e) = sync_dns(state, exec.as_mut(), false) {
+                tracing::warn!("container DNS not updated: {e:#}");
+            }
+            Ok(())
+        }
     }
+}
+
+/// Bring container DNS (resolver files and process, resolv.conf files) to committed state;
+/// returns once the resolver answers by it (`verify_all`: about every network, changed or not).
+pub fn sync_dns(state: &State, exec: &mut dyn Executor, verify_all: bool) -> Result<()> {
+    let started = std::time::Instant::now();
+    exec.apply_dns(&crate::dns::DnsConfig { verify_all, ..crate::dns::load(&state.db)? })?;
+    tracing::debug!("container DNS in step with state in {:?}", started.elapsed());
+    Ok(())
 }
 
 /// Names: what Docker and Kleene accept, so they are safe in every message and file name.

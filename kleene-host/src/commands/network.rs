@@ -144,6 +144,9 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<String> {
         bail!("network name is already taken");
     }
     let mut session = session;
+    let held_gateway = (gateway.is_some() && gateway_auto) || (gateway6.is_some() && gateway6_auto);
+    let resolver_installed = session.executor().map_or(true, |exec| exec.dns_resolver_installed());
+    let dns = dns_setting(args, held_gateway, resolver_installed)?;
     let interface = match &args.interface {
         Some(i) => i.clone(),
         None if traits.existing_interface => {
@@ -214,7 +217,7 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<String> {
             Fact::LinkKind { name, kind } if *name == network.interface => Some(kind.clone()),
             _ => None,
         });
-        let row = NetworkRow { network: network.clone(), link_kind, forwarded: Some(traits.forwarded) };
+        let row = NetworkRow { network: network.clone(), link_kind, forwarded: Some(traits.forwarded), dns };
         state::insert_network(tx, &row)?;
         for (s, gw) in [(network.subnet, network.gateway), (network.subnet6, network.gateway6)] {
             if let Some(s) = s {
@@ -225,6 +228,30 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<String> {
         Ok(())
     })?;
     Ok(id)
+}
+
+/// Whether a new network serves DNS: by default where the host holds a gateway to serve it
+/// on (and the resolver is installed: else off, with a warning); `--dns` insists, and
+/// fails where it cannot be had.
+fn dns_setting(args: &NetworkCreate, held_gateway: bool, resolver_installed: bool) -> Result<bool> {
+    if args.no_dns {
+        return Ok(false);
+    }
+    if args.dns && !held_gateway {
+        bail!(
+            "--dns: network '{}' has no gateway on the host to serve DNS on; give it a --subnet with --gw auto, or leave out --dns",
+            args.name
+        );
+    }
+    if held_gateway && !resolver_installed {
+        let line = crate::dns::missing_resolver();
+        if args.dns {
+            bail!("{line}");
+        }
+        tracing::warn!("network '{}' is created without DNS: {line}", args.name);
+        return Ok(false);
+    }
+    Ok(held_gateway)
 }
 
 /// Every network, oldest first.
@@ -249,9 +276,12 @@ pub fn inspect(ctx: &Ctx, ident: &str) -> Result<serde_json::Value> {
             );
         }
     }
+    let aliases = state::endpoint_aliases(&state.db)?;
+    let mut network = network_json(&row.network);
+    network["dns"] = json!(row.dns);
     let doc = json!({
-        "network": network_json(&row.network),
-        "network_endpoints": endpoints.iter().map(super::output::endpoint_json).collect::<Vec<_>>(),
+        "network": network,
+        "network_endpoints": endpoints.iter().map(|e| super::output::endpoint_json(e, &aliases)).collect::<Vec<_>>(),
         "link_kind": row.link_kind,
         "address_usage": usage,
     });

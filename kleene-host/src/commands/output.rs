@@ -2,6 +2,7 @@
 
 use kleene_plugin_api::{Endpoint, Network};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 fn text<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
@@ -16,11 +17,13 @@ pub fn network_json(n: &Network) -> Value {
     })
 }
 
-pub fn endpoint_json(e: &Endpoint) -> Value {
+/// An endpoint, with its DNS aliases (from `aliases`, by endpoint id).
+pub fn endpoint_json(e: &Endpoint, aliases: &HashMap<String, Vec<String>>) -> Value {
     json!({
         "id": e.id, "network_id": e.network_id, "container_id": e.container_id,
         "epair": e.epair, "interface": e.interface,
         "ip_address": text(e.ip_address), "ip_address6": text(e.ip_address6),
+        "aliases": aliases.get(&e.id).cloned().unwrap_or_default(),
     })
 }
 

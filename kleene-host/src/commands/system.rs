@@ -24,7 +24,9 @@ pub fn reconcile(ctx: &mut Ctx) -> Result<()> {
             exec.delete_retired_links()?;
             restore_networks(ctx, &mut state, exec.as_mut())?;
             restore_containers(ctx, &mut state, exec.as_mut())?;
-            engine::reapply_firewall(&state, exec.as_mut())
+            engine::reapply_firewall(&state, exec.as_mut())?;
+            // Restarts a resolver that died, and rewrites what someone changed.
+            super::sync_dns(&state, exec.as_mut(), true)
         }
     }
 }

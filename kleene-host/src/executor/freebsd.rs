@@ -390,6 +390,10 @@ impl Renderer for FreeBsdRenderer {
         &self.lines
     }
 
+    fn write_file(&mut self, path: &std::path::Path, text: &str) {
+        self.lines.extend(super::file_lines(path, text));
+    }
+
     fn apply_step(&mut self, op: &Op, undo: &[Op]) -> Result<Vec<Fact>> {
         let registration = self.registration(op, undo);
         match (op, registration) {

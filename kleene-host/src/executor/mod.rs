@@ -56,9 +56,26 @@ pub trait Executor {
         Ok(Vec::new())
     }
     /// Run `argv` as one of the container's processes (its cgroup; its own network namespace
-    /// when `own_netns`), with stdio inherited; the command's exit code.
-    fn exec_in_sandbox(&mut self, _sandbox: &str, _own_netns: bool, _argv: &[String]) -> Result<i32> {
+    /// when `own_netns`; `resolv_conf`, if that file exists, mounted on /etc/resolv.conf in a
+    /// mount namespace of its own), with stdio inherited; the command's exit code.
+    fn exec_in_sandbox(
+        &mut self,
+        _sandbox: &str,
+        _own_netns: bool,
+        _resolv_conf: Option<&Path>,
+        _argv: &[String],
+    ) -> Result<i32> {
         anyhow::bail!("container exec is only implemented on Linux")
+    }
+    /// Whether the DNS resolver can run here (renderers: assumed, the target host decides).
+    fn dns_resolver_installed(&mut self) -> bool {
+        true
+    }
+    /// Bring container DNS to `config` (the resolver's files and process, the containers'
+    /// resolv.conf), returning once the resolver answers by it. Renderers do nothing: see
+    /// docs/dns.md for what a FreeBSD host gets.
+    fn apply_dns(&mut self, _config: &crate::dns::DnsConfig) -> Result<()> {
+        Ok(())
     }
     /// Called after the last operation of a plan (renderers flush pending commands here).
     fn finish(&mut self) -> Result<()> {
@@ -90,6 +107,8 @@ pub trait Renderer: Executor {
     fn apply_step(&mut self, op: &Op, _undo: &[Op]) -> Result<Vec<Fact>> {
         self.apply(op)
     }
+    /// Render writing `text` to the file `path` (a running container's resolv.conf).
+    fn write_file(&mut self, path: &Path, text: &str);
     /// The whole output, as printed: `lines` with whatever must come before them.
     fn script(&self) -> Vec<String> {
         self.lines().to_vec()
@@ -149,6 +168,12 @@ pub fn here_document(command: &str, body: &str) -> Vec<String> {
         .chain(body.lines().map(String::from))
         .chain(std::iter::once("EOF".to_string()))
         .collect()
+}
+
+/// The lines that write `text` to `path`, its directory made first.
+pub fn file_lines(path: &Path, text: &str) -> Vec<String> {
+    let dir = path.parent().map(|d| format!("mkdir -p {}", d.display()));
+    dir.into_iter().chain(here_document(&format!("cat > {}", path.display()), text)).collect()
 }
 
 /// Which platform's commands a renderer writes.

@@ -110,6 +110,10 @@ impl Renderer for LinuxRenderer {
     fn lines(&self) -> &[String] {
         &self.lines
     }
+
+    fn write_file(&mut self, path: &std::path::Path, text: &str) {
+        self.lines.extend(super::file_lines(path, text));
+    }
 }
 
 /// The iproute2 link type. A loopback network is a `dummy`; the real executor falls back

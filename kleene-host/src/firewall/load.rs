@@ -26,6 +26,7 @@ pub fn load(db: &Connection) -> Result<Ruleset> {
             forwarded: row.forwarded.unwrap_or(true),
             endpoints: vec![],
             epairs: vec![],
+            dns: row.dns,
         })
         .collect();
     let index: HashMap<String, usize> = networks.iter().enumerate().map(|(i, n)| (n.network.id.clone(), i)).collect();

@@ -202,6 +202,23 @@ pub struct FwNetwork {
     pub endpoints: Vec<FwEndpoint>,
     /// Host-side interfaces of the network's running vnet containers.
     pub epairs: Vec<String>,
+    /// Whether the network serves container DNS on its gateways (docs/dns.md).
+    pub dns: bool,
+}
+
+/// The DNS port containers of a DNS network reach at their gateway, whatever else the
+/// network forbids (`--internal`, `--no-icc`).
+pub const DNS_PORT: u16 = 53;
+
+/// Where containers of `f` ask for names: (their subnet, the gateway serving it), per
+/// family, for a DNS network whose gateway the host holds.
+pub fn dns_gateways(f: &FwNetwork) -> impl Iterator<Item = (Cidr, IpAddr)> + '_ {
+    let n = &f.network;
+    [(n.subnet, n.gateway, n.gateway_auto), (n.subnet6, n.gateway6, n.gateway6_auto)]
+        .into_iter()
+        .filter(move |_| f.dns)
+        .filter_map(|(subnet, gw, held)| Some((subnet?, gw.filter(|_| held)?)))
+        .map(|(s, gw)| (Cidr { addr: s.network(), prefix: s.prefix }, gw))
 }
 
 /// Everything the firewall is generated from.

@@ -26,7 +26,10 @@
 //! pfctl does not run on Linux: the tests check this output with pfctl's own grammar
 //! (`tests/pfcheck`), on the golden files and on a matrix of rendered anchors.
 
-use super::{fmt_ports, join, nat_if, redirects, subnet_of, subnets, Family, FwNetwork, Redirect, Ruleset};
+use super::{
+    dns_gateways, fmt_ports, join, nat_if, redirects, subnet_of, subnets, Family, FwNetwork, Redirect, Ruleset,
+    DNS_PORT,
+};
 use kleene_plugin_api::Network;
 use std::fmt::Write;
 
@@ -176,6 +179,14 @@ fn filter_rules(out: &mut String, f: &FwNetwork, has_gw: bool) {
     for family in Family::BOTH {
         let Some((af, subnet)) = fam(n, family) else { continue };
         let _ = writeln!(out, "block in log {af} from any to {subnet}");
+        // Container DNS at the gateway, whatever icc and internal say.
+        for (_, gw) in dns_gateways(f).filter(|(s, _)| Family::of(s.addr) == family) {
+            let _ = writeln!(
+                out,
+                "pass in quick on {} {af} proto {{ udp, tcp }} from {subnet} to {gw} port {DNS_PORT}",
+                m(n, "interface")
+            );
+        }
         if n.icc {
             let _ = writeln!(out, "pass quick on {} {af} from {subnet} to {subnet}", m(n, "all_interfaces"));
         }

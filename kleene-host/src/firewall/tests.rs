@@ -49,7 +49,7 @@ fn ep(name: &str, driver: &str, v4: Option<&str>, v6: Option<&str>, publish: &[&
 
 fn fw(network: Network, endpoints: Vec<FwEndpoint>, epairs: &[&str]) -> FwNetwork {
     let forwarded = network.kind != "loopback";
-    FwNetwork { network, forwarded, endpoints, epairs: epairs.iter().map(|s| s.to_string()).collect() }
+    FwNetwork { network, forwarded, endpoints, epairs: epairs.iter().map(|s| s.to_string()).collect(), dns: false }
 }
 
 fn ruleset(networks: Vec<FwNetwork>) -> Ruleset {
@@ -72,6 +72,7 @@ fn scenarios() -> Vec<(&'static str, Ruleset)> {
         ("two_networks", two_networks()),
         ("v6", v6()),
         ("published", published()),
+        ("dns", dns()),
     ]
 }
 
@@ -94,6 +95,16 @@ fn v6() -> Ruleset {
         fw(a, vec![ep("web", "vnet", Some("10.10.0.2"), Some("fd00:10::2"), &["8080:80"])], &["veth0"]),
         fw(b, vec![ep("db", "ipnet", None, Some("fd00:20::1"), &["5432"])], &[]),
     ])
+}
+
+/// Container DNS on an internal network without icc (v4 and v6), beside one without DNS.
+fn dns() -> Ruleset {
+    let mut n = net("closed", "bridge", "kleene0", Some("10.10.0.0/24"), Some("fd00:10::/64"));
+    (n.internal, n.icc) = (true, false);
+    let mut closed = fw(n, vec![ep("web", "vnet", Some("10.10.0.2"), Some("fd00:10::2"), &[])], &["veth0"]);
+    closed.dns = true;
+    let quiet = fw(net("quiet", "bridge", "kleene1", Some("10.20.0.0/24"), None), vec![], &[]);
+    ruleset(vec![closed, quiet])
 }
 
 fn published() -> Ruleset {
@@ -267,7 +278,8 @@ fn big_network(i: usize) -> FwNetwork {
     nw.icc = i % 3 != 0;
     nw.internal = i % 7 == 0;
     let e = ep(&format!("c{i}"), "vnet", Some(&format!("10.{hi}.{lo}.2")), Some(&format!("fd00:{i:x}::2")), &[]);
-    fw(nw, vec![e], &[])
+    // Every tenth serves DNS (an interval concatenation: its elements load slowest).
+    FwNetwork { dns: i % 10 == 0, ..fw(nw, vec![e], &[]) }
 }
 
 #[test]

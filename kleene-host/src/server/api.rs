@@ -142,6 +142,8 @@ struct NetworkConfig {
     icc: bool,
     #[serde(default)]
     internal: bool,
+    /// kleene's: container DNS on (true), off (false) or the default (absent).
+    dns: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -167,6 +169,8 @@ impl From<NetworkConfig> for NetworkCreate {
             no_nat,
             no_icc: !c.icc,
             internal: c.internal,
+            dns: c.dns == Some(true),
+            no_dns: c.dns == Some(false),
             name: c.name,
         }
     }
@@ -223,12 +227,15 @@ struct EndPointConfig {
     network: String,
     ip_address: Option<String>,
     ip_address6: Option<String>,
+    /// kleene's: other names the container answers to in the network's DNS.
+    #[serde(default)]
+    aliases: Vec<String>,
 }
 
 async fn network_connect(State(s): State<Service>, bytes: Bytes) -> Answer {
     let c: EndPointConfig = body(&bytes, CONFLICT)?;
     s.call(move |ctx| {
-        attach::connect(ctx, &c.network, &c.container, c.ip_address.as_deref(), c.ip_address6.as_deref())
+        attach::connect(ctx, &c.network, &c.container, c.ip_address.as_deref(), c.ip_address6.as_deref(), &c.aliases)
     })
     .await
     .map_err(|e| CONFLICT.error(e))?;

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 /// The fix named by every refusal: kleene cannot tell which row is the lie.
-const FIX: &str = "the state database was altered outside kleene: restore it from a backup";
+pub(crate) const FIX: &str = "the state database was altered outside kleene: restore it from a backup";
 
 /// An id as [`super::new_id`] makes them: 12 lowercase hex digits (safe in any path).
 pub fn is_id(id: &str) -> bool {

@@ -59,6 +59,12 @@ ALTER TABLE containers ADD COLUMN config TEXT;
     r#"
 ALTER TABLE journal ADD COLUMN progress INTEGER;
 "#,
+    // Container DNS: whether a network serves names, and the aliases an endpoint answers to
+    // besides its container's name (comma-separated, each a checked DNS name).
+    r#"
+ALTER TABLE networks ADD COLUMN dns INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE endpoints ADD COLUMN aliases TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 pub struct State {

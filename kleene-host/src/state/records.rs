@@ -14,6 +14,8 @@ pub struct NetworkRow {
     /// Whether its traffic is forwarded by the host (its network type's declaration, kept so
     /// the firewall needs no plugin). `None` for rows older than API 1.1, until filled in.
     pub forwarded: Option<bool>,
+    /// Whether the network serves its containers' names (docs/dns.md).
+    pub dns: bool,
 }
 
 fn opt_parse<T: std::str::FromStr>(s: Option<String>) -> Option<T> {
@@ -45,6 +47,7 @@ fn network_from_row(r: &Row<'_>) -> rusqlite::Result<NetworkRow> {
         },
         link_kind: r.get("link_kind")?,
         forwarded: r.get("forwarded")?,
+        dns: r.get("dns")?,
     };
     checked(row, super::checked::network)
 }
@@ -73,11 +76,11 @@ fn text<T: ToString>(v: &Option<T>) -> Option<String> {
 
 pub fn insert_network(db: &Connection, n: &NetworkRow) -> Result<()> {
     let net = &n.network;
-    db.prepare_cached("INSERT INTO networks (id, name, type, interface, subnet, subnet6, gateway, gateway_auto, gateway6, gateway6_auto, nat, icc, internal, link_kind, forwarded)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)")?.execute(params![
+    db.prepare_cached("INSERT INTO networks (id, name, type, interface, subnet, subnet6, gateway, gateway_auto, gateway6, gateway6_auto, nat, icc, internal, link_kind, forwarded, dns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)")?.execute(params![
             net.id, net.name, net.kind, net.interface, text(&net.subnet), text(&net.subnet6), text(&net.gateway),
             net.gateway_auto, text(&net.gateway6), net.gateway6_auto, net.nat, net.icc, net.internal, n.link_kind,
-            n.forwarded
+            n.forwarded, n.dns
         ])?;
     Ok(())
 }
@@ -333,4 +336,28 @@ pub fn container_extras(db: &Connection) -> Result<std::collections::HashMap<Str
 pub fn set_container_config(db: &Connection, id: &str, config: &serde_json::Value) -> Result<()> {
     db.prepare_cached("UPDATE containers SET config = ?2 WHERE id = ?1")?.execute(params![id, config.to_string()])?;
     Ok(())
+}
+
+/// Record the aliases an endpoint answers to in DNS (checked by the caller).
+pub fn set_endpoint_aliases(db: &Connection, endpoint_id: &str, aliases: &[String]) -> Result<()> {
+    db.prepare_cached("UPDATE endpoints SET aliases = ?2 WHERE id = ?1")?.execute(params![endpoint_id, aliases.join(",")])?;
+    Ok(())
+}
+
+/// Every endpoint's aliases, by endpoint id (endpoints without any are left out). Each is
+/// checked again: they are written into the resolver's files, one name per comma.
+pub fn endpoint_aliases(db: &Connection) -> Result<std::collections::HashMap<String, Vec<String>>> {
+    let mut stmt = db.prepare_cached("SELECT id, aliases FROM endpoints WHERE aliases != ''")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (id, text) = row?;
+        let aliases: Vec<String> = text.split(',').map(String::from).collect();
+        for alias in &aliases {
+            crate::dns::validate_alias(alias)
+                .map_err(|e| anyhow!("refusing the state database: endpoint {id}: {e}; {}", super::checked::FIX))?;
+        }
+        out.insert(id, aliases);
+    }
+    Ok(out)
 }

@@ -9,6 +9,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod reaper;
+pub mod resolver;
 pub mod spawn;
 
 use super::{Executor, Fact};
@@ -329,9 +330,24 @@ impl Executor for LinuxExecutor {
         Ok(self.host()?.addresses(name)?.into_iter().map(|(a, _)| a).collect())
     }
 
-    fn exec_in_sandbox(&mut self, sandbox: &str, own_netns: bool, argv: &[String]) -> Result<i32> {
+    fn exec_in_sandbox(
+        &mut self,
+        sandbox: &str,
+        own_netns: bool,
+        resolv_conf: Option<&Path>,
+        argv: &[String],
+    ) -> Result<i32> {
         let scope = if own_netns { spawn::NetworkScope::Own } else { spawn::NetworkScope::Host };
-        spawn::run(&self.run_dir, sandbox, scope, argv)
+        let resolv_conf = resolv_conf.filter(|p| p.is_file());
+        spawn::run(&self.run_dir, sandbox, scope, resolv_conf, argv)
+    }
+
+    fn dns_resolver_installed(&mut self) -> bool {
+        resolver::binary().is_some()
+    }
+
+    fn apply_dns(&mut self, config: &crate::dns::DnsConfig) -> Result<()> {
+        resolver::apply(&self.run_dir, config)
     }
 
     fn host_addresses(&mut self) -> Result<Vec<(String, Cidr)>> {

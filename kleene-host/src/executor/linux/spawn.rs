@@ -5,7 +5,9 @@
 //!   cgroup2 mount is replaced by one showing only that subtree, so even a uid-0 process
 //!   without capabilities cannot write its PID into a cgroup above the container's;
 //! - in the container's network namespace when its stack is private or disabled. That
-//!   namespace is required: a missing pin is an error, never the caller's namespace.
+//!   namespace is required: a missing pin is an error, never the caller's namespace;
+//! - with the container's resolv.conf (container DNS) mounted on /etc/resolv.conf inside
+//!   that private mount namespace, as `ip netns exec` does with /etc/netns/NAME/.
 
 use super::{cgroup, netns, LinuxExecutor};
 use anyhow::{Context, Result};
@@ -27,7 +29,13 @@ pub enum NetworkScope {
     Own,
 }
 
-pub fn run(run_dir: &Path, sandbox: &str, scope: NetworkScope, argv: &[String]) -> Result<i32> {
+pub fn run(
+    run_dir: &Path,
+    sandbox: &str,
+    scope: NetworkScope,
+    resolv_conf: Option<&Path>,
+    argv: &[String],
+) -> Result<i32> {
     let mut exec = LinuxExecutor::new(run_dir);
     let cg = exec.cgroup_path(sandbox)?;
     // Open and prepare everything before fork: the child may only make async-signal-safe calls.
@@ -44,6 +52,16 @@ pub fn run(run_dir: &Path, sandbox: &str, scope: NetworkScope, argv: &[String]) 
         .iter()
         .map(|p| CString::new(p.as_os_str().as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
+    // A bind mount needs something to cover: without /etc/resolv.conf (or with a dangling
+    // link there) the command runs without the container's, rather than not at all.
+    let resolv_conf = match resolv_conf {
+        Some(_) if !Path::new("/etc/resolv.conf").exists() => {
+            tracing::warn!("/etc/resolv.conf is missing here: container DNS is not mounted for this command");
+            None
+        }
+        other => other,
+    };
+    let resolv_conf = resolv_conf.map(|p| CString::new(p.as_os_str().as_bytes())).transpose()?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
     // SAFETY: the closure only writes to an open fd and makes raw syscalls (setns, unshare,
@@ -54,7 +72,11 @@ pub fn run(run_dir: &Path, sandbox: &str, scope: NetworkScope, argv: &[String]) 
             if let Some(ns) = &ns {
                 netns::enter(ns.as_fd())?;
             }
-            confine_cgroup_view(&cgroup_mounts)
+            confine_cgroup_view(&cgroup_mounts)?;
+            match &resolv_conf {
+                Some(file) => bind_resolv_conf(file),
+                None => Ok(()),
+            }
         });
     }
     let status = cmd.status().with_context(|| format!("cannot run {}", argv[0]))?;
@@ -90,6 +112,13 @@ fn confine_cgroup_view(mounts: &[CString]) -> io::Result<()> {
         cvt(unsafe { libc::mount(cgroup2, at.as_ptr(), cgroup2, libc::MS_NOSUID | libc::MS_NODEV, none.cast()) })?;
     }
     Ok(())
+}
+
+/// In the child, inside its private mount namespace: the container's resolv.conf over
+/// /etc/resolv.conf (following a symbolic link there to the file it names, as mount does).
+fn bind_resolv_conf(file: &CString) -> io::Result<()> {
+    let none = std::ptr::null();
+    cvt(unsafe { libc::mount(file.as_ptr(), c"/etc/resolv.conf".as_ptr(), none, libc::MS_BIND, none.cast()) })
 }
 
 fn cvt(rc: libc::c_int) -> io::Result<()> {

@@ -12,6 +12,8 @@
 //!   containers is local traffic and never reaches forward), decides by source and destination:
 //!   established and DNATed (published) flows pass, then no-icc drops, same-network accepts,
 //!   between-network drops and the internal egress drop;
+//! - sets `dns4/6` (`subnet . gateway . proto . port`, only while some network serves DNS):
+//!   containers reach their own gateway's DNS port, accepted in `isolate` before any drop;
 //! - forward and input (except from `lo`) then drop unsolicited traffic into a kleene subnet,
 //!   as Kleene's `block in from any to <subnet>`;
 //! - nat: `postrouting` masquerades DNAT hairpins within a network, then sends traffic leaving
@@ -28,7 +30,10 @@
 pub mod delta;
 pub mod table;
 
-use super::{all_subnets, container_addresses, nat_if, quote, redirects, subnet_of, Family, Redirect, Ruleset};
+use super::{
+    all_subnets, container_addresses, dns_gateways, nat_if, quote, redirects, subnet_of, Family, Proto, Redirect,
+    Ruleset, DNS_PORT,
+};
 use kleene_plugin_api::{Cidr, Network, Stack};
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -49,6 +54,9 @@ pub fn table(r: &Ruleset) -> Table {
         publish_maps(&mut sets, &redirects, f);
     }
     sets.push(Set::new("noicc_bridges", vec![Datatype::Ifname, Datatype::Ifname]).with(noicc_bridges(r)));
+    if serves_dns(r) {
+        Family::BOTH.into_iter().for_each(|f| sets.push(dns_set(r, f)));
+    }
     let mut chains = vec![isolate_chain(r)];
     chains.extend(filter_hooks());
     chains.extend(nat_chains(r, &nat_ifs));
@@ -184,9 +192,38 @@ fn noicc_bridges(r: &Ruleset) -> impl Iterator<Item = Element> + '_ {
     })
 }
 
+/// Whether any network serves DNS (the DNS sets and rules exist only then).
+fn serves_dns(r: &Ruleset) -> bool {
+    r.networks.iter().any(|n| dns_gateways(n).next().is_some())
+}
+
+/// `subnet . gateway . proto . 53` of every DNS network of family `f`, udp and tcp.
+fn dns_set(r: &Ruleset, f: Family) -> Set {
+    let Names { addr, sfx, .. } = names(f);
+    let elems = r.networks.iter().flat_map(|n| {
+        let gws = dns_gateways(n).filter(move |(s, _)| Family::of(s.addr) == f);
+        gws.flat_map(move |(subnet, gw)| {
+            [Proto::Udp, Proto::Tcp].map(|p| {
+                let key = vec![Value::Net(subnet), Value::Addr(gw), Value::Proto(p), Value::Port(DNS_PORT)];
+                of_network(key, &n.network.name)
+            })
+        })
+    });
+    let key = vec![addr, addr, Datatype::InetProto, Datatype::InetService];
+    Set::new(format!("dns{sfx}"), key).interval().with(elems)
+}
+
 /// Chain `isolate`, jumped to from forward, input and output.
 fn isolate_chain(r: &Ruleset) -> Chain {
     let mut rules: Vec<String> = ISOLATE_HEAD.iter().map(|s| s.to_string()).collect();
+    if serves_dns(r) {
+        for f in Family::BOTH {
+            let Names { ip, sfx, .. } = names(f);
+            rules.push(format!(
+                "{ip} saddr . {ip} daddr . meta l4proto . th dport @dns{sfx} accept comment \"DNS at the network's gateway\""
+            ));
+        }
+    }
     for f in Family::BOTH {
         let Names { ip, sfx, .. } = names(f);
         rules.push(format!(
