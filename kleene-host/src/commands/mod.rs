@@ -1,6 +1,7 @@
 //! One module per command group. Every mutating command validates fully, asks the plugin for
 //! a plan, and hands it to the engine (or, with --dry-run, to a renderer).
 
+pub mod adopted;
 pub mod attach;
 pub mod container;
 pub mod network;

@@ -20,6 +20,15 @@ pub enum Fact {
     LinkKind { name: String, kind: String },
 }
 
+/// An interface inside a sandbox, as read back from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxInterface {
+    pub up: bool,
+    pub addresses: Vec<kleene_plugin_api::Cidr>,
+    /// Gateways of the default routes that leave by this interface.
+    pub gateways: Vec<std::net::IpAddr>,
+}
+
 pub trait Executor {
     /// Verify a precondition without changing anything.
     fn check(&mut self, check: &Check) -> Result<()>;
@@ -59,6 +68,21 @@ pub trait Executor {
     /// when `own_netns`), with stdio inherited; the command's exit code.
     fn exec_in_sandbox(&mut self, _sandbox: &str, _own_netns: bool, _argv: &[String]) -> Result<i32> {
         anyhow::bail!("container exec is only implemented on Linux")
+    }
+    /// Make `netns`, a network namespace someone else made (a container runtime's), the
+    /// namespace of `sandbox` when a plan creates that sandbox, instead of a new one. Its
+    /// destruction then only lets go of it.
+    fn adopt_sandbox(&mut self, _sandbox: &str, _netns: &Path) -> Result<()> {
+        anyhow::bail!("adopting another runtime's network namespace is only implemented on Linux")
+    }
+    /// Whether the namespace of `sandbox` is the one at `netns` (false when it has none).
+    fn sandbox_is(&mut self, _sandbox: &str, _netns: &Path) -> Result<bool> {
+        anyhow::bail!("reading a container's network namespace is only implemented on Linux")
+    }
+    /// The interface `name` inside the sandbox's own namespace, as the kernel has it (`None`
+    /// when it is not there).
+    fn sandbox_interface(&mut self, _sandbox: &str, _name: &str) -> Result<Option<SandboxInterface>> {
+        anyhow::bail!("reading a container's interfaces is only implemented on Linux")
     }
     /// Called after the last operation of a plan (renderers flush pending commands here).
     fn finish(&mut self) -> Result<()> {

@@ -40,6 +40,8 @@ pub struct LinuxExecutor {
     /// Link deletions put off until `finish`, where they go to the kernel as one batch
     /// (`network rm` of many, `network prune`).
     deferred_links: Vec<String>,
+    /// Sandboxes whose namespace, when created, is another runtime's (see `adopt_sandbox`).
+    adopted: HashMap<String, PathBuf>,
 }
 
 impl LinuxExecutor {
@@ -51,6 +53,7 @@ impl LinuxExecutor {
             cgroup_root: None,
             deferred_pairs: Vec::new(),
             deferred_links: Vec::new(),
+            adopted: HashMap::new(),
         }
     }
 
@@ -187,7 +190,13 @@ impl LinuxExecutor {
         // A socket cached for an earlier namespace of this container would talk to that one.
         self.sandboxes.remove(sandbox);
         let path = Self::netns_path(&self.run_dir, sandbox);
-        netns::create(&path).with_context(|| format!("cannot create network namespace {}", path.display()))?;
+        match self.adopted.get(sandbox) {
+            Some(source) => netns::adopt(source, &path)
+                .with_context(|| format!("cannot adopt network namespace {}", source.display()))?,
+            None => {
+                netns::create(&path).with_context(|| format!("cannot create network namespace {}", path.display()))?
+            }
+        }
         if stack == Stack::Private {
             self.nl(Some(sandbox))?.set_up("lo", true)?;
         }
@@ -339,6 +348,27 @@ impl Executor for LinuxExecutor {
         let has_cgroup = self.cgroup_path(sandbox)?.exists();
         let needs_netns = matches!(stack, Stack::Private | Stack::Disabled);
         Ok(has_cgroup && (!needs_netns || netns::open_pinned(&Self::netns_path(&self.run_dir, sandbox)).is_ok()))
+    }
+
+    fn adopt_sandbox(&mut self, sandbox: &str, netns: &Path) -> Result<()> {
+        self.adopted.insert(sandbox.to_string(), netns.to_path_buf());
+        Ok(())
+    }
+
+    fn sandbox_is(&mut self, sandbox: &str, other: &Path) -> Result<bool> {
+        match netns::same(&Self::netns_path(&self.run_dir, sandbox), other) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            other => Ok(other?),
+        }
+    }
+
+    fn sandbox_interface(&mut self, sandbox: &str, name: &str) -> Result<Option<super::SandboxInterface>> {
+        let nl = self.nl(Some(sandbox))?;
+        let Some(link) = nl.link(name)? else { return Ok(None) };
+        let addresses = nl.addresses(name)?.into_iter().map(|(addr, prefix)| Cidr { addr, prefix }).collect();
+        let gateways =
+            nl.default_gateways()?.into_iter().filter(|(oif, _)| *oif == link.index).map(|(_, gw)| gw).collect();
+        Ok(Some(super::SandboxInterface { up: link.up, addresses, gateways }))
     }
 
     fn host_link_is_kleenes(&mut self, name: &str) -> Result<bool> {
