@@ -126,7 +126,7 @@ fn add(ctx: &mut Ctx, conf: &NetConf, env: &Env) -> Result<Value, Error> {
     let adoption = Adoption {
         id: &id,
         name: &container_name(runtime_id, ifname, &id),
-        driver: conf.driver.as_deref(),
+        driver: conf.driver(),
         network: conf.network(),
         netns,
         interface: ifname,
@@ -253,7 +253,7 @@ fn check(ctx: &mut Ctx, env: &Env) -> Result<(), Error> {
 
 /// `STATUS`: whether an `ADD` could succeed now.
 fn status(ctx: &mut Ctx, conf: &NetConf) -> Result<(), Error> {
-    adopted::usable(ctx, conf.network(), conf.driver.as_deref())
+    adopted::usable(ctx, conf.network(), conf.driver())
         .map_err(|e| Error::new(Code::NotAvailable, format!("network {} is not usable: {e:#}", conf.network())))
 }
 

@@ -9,6 +9,10 @@ use std::path::PathBuf;
 /// The spec versions this plugin speaks, oldest first; the last is its own.
 pub const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
+/// The driver of attachments when the configuration names none: kleene's built-in driver
+/// for containers with a network stack of their own.
+pub const DEFAULT_DRIVER: &str = "vnet";
+
 /// The spec's well-known error codes (0-99), and kleene's own (100+).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
@@ -127,7 +131,8 @@ pub struct NetConf {
     pub name: String,
     /// The kleene network to join (default: `name`).
     pub network: Option<String>,
-    /// The kleene driver (default: the installed driver with a private stack).
+    /// The kleene driver (default: [`DEFAULT_DRIVER`]); its containers must have a network
+    /// stack of their own.
     pub driver: Option<String>,
     /// kleene's directories (default: kleene's own defaults, or `KLEENE_STATE_DIR`, ...).
     pub state_dir: Option<PathBuf>,
@@ -149,6 +154,10 @@ impl NetConf {
             Error::new(Code::Decode, "cannot decode the network configuration").with_details(e.to_string())
         })?;
         Ok(conf)
+    }
+
+    pub fn driver(&self) -> &str {
+        self.driver.as_deref().unwrap_or(DEFAULT_DRIVER)
     }
 
     pub fn network(&self) -> &str {

@@ -11,7 +11,7 @@ use crate::executor::SandboxInterface;
 use crate::firewall;
 use crate::state::{self, State};
 use anyhow::{anyhow, bail, Result};
-use kleene_plugin_api::{Attachment, Call, Cidr, Container, DefaultFor, Endpoint, Network, PluginKind, Stack};
+use kleene_plugin_api::{Attachment, Call, Cidr, Container, Endpoint, Network, PluginKind, Stack};
 use serde_json::{Map, Value};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -24,10 +24,8 @@ pub struct Adoption<'a> {
     /// The container's id: [`derived_id`] of what identifies it to its runtime.
     pub id: &'a str,
     pub name: &'a str,
-    /// The driver; `None`: the default driver for containers on a network if its stack is
-    /// private, otherwise the first installed driver with a private stack that joins the
-    /// network's type.
-    pub driver: Option<&'a str>,
+    /// The driver: one whose containers have a network stack of their own.
+    pub driver: &'a str,
     pub network: &'a str,
     pub netns: &'a Path,
     /// The interface's name inside the namespace.
@@ -95,10 +93,7 @@ pub fn attach(ctx: &mut Ctx, a: &Adoption<'_>) -> Result<Adopted> {
     }
     let net_id = state::resolve(&state.db, "networks", "network", a.network)?;
     let network = state::network_by_id(&state.db, &net_id)?.network;
-    let driver = match a.driver {
-        Some(d) => d.to_string(),
-        None => private_driver(ctx, &network)?,
-    };
+    let driver = a.driver.to_string();
     let stack = ctx.plugin(&driver, PluginKind::Driver)?.stack();
     if stack != Stack::Private {
         bail!("driver '{driver}' gives containers no network stack of their own: adopting a namespace needs one");
@@ -133,35 +128,21 @@ pub fn attach(ctx: &mut Ctx, a: &Adoption<'_>) -> Result<Adopted> {
     }
     let mut config = a.config.clone();
     config.insert(ADOPTED_NETNS.into(), Value::String(a.netns.display().to_string()));
-    let config = Value::Object(config);
+    let recorded = Value::Object(config);
     apply(ctx, &mut state, session, &format!("adopt {} into {}", a.name, network.name), &plan, |tx, _| {
         state::insert_container(tx, &c, stack)?;
         state::insert_published(tx, &c.id, a.publish)?;
-        state::set_container_config(tx, &c.id, &config)?;
+        state::set_container_config(tx, &c.id, &recorded)?;
         record_endpoint(tx, &attachments[0].endpoint)?;
         container::record_start(tx, &c, &attachments)
     })?;
-    find(ctx, a.id)?.ok_or_else(|| anyhow!("container {} vanished right after it was recorded", a.id))
-}
-
-/// The driver for an adopted namespace when the runtime names none.
-fn private_driver(ctx: &mut Ctx, network: &Network) -> Result<String> {
-    let joins = |ctx: &mut Ctx, name: &str| {
-        ctx.plugin(name, PluginKind::Driver)
-            .is_ok_and(|p| p.stack() == Stack::Private && p.info.network_types.contains(&network.kind))
-    };
-    if let Ok(name) = ctx.default_plugin(PluginKind::Driver, DefaultFor::DriverWithNetwork) {
-        if joins(ctx, &name) {
-            return Ok(name);
-        }
-    }
-    let names: Vec<String> =
-        ctx.registry().candidates.iter().filter(|c| c.shadowed_by.is_none()).map(|c| c.name.clone()).collect();
-    names.into_iter().find(|n| joins(ctx, n)).ok_or_else(|| {
-        anyhow!(
-            "no installed driver gives containers a network stack of their own on {} networks; install one or name it",
-            network.kind
-        )
+    let endpoint = attachments.remove(0).endpoint;
+    Ok(Adopted {
+        container: Container { running: true, ..c },
+        network,
+        endpoint,
+        netns: a.netns.into(),
+        config: a.config.clone(),
     })
 }
 
@@ -203,12 +184,18 @@ fn adopted(state: &State, container: Container, mut config: Map<String, Value>) 
 }
 
 /// Release the adopted container `id`: its pair, addresses, published ports and record go,
-/// and kleene lets go of the namespace. `false` when there was no such container (released
+/// and kleene lets go of the namespace (the host end of the pair is deleted by a detached
+/// process right after, in a single-threaded caller). `false` when there was no such container (released
 /// already: a release is idempotent). The runtime's namespace itself may be gone already.
 pub fn release(ctx: &mut Ctx, id: &str) -> Result<bool> {
     let mut state = ctx.state()?;
-    let session = ctx.begin(&state)?;
+    let mut session = ctx.begin(&state)?;
     let Some(c) = find_container(&state, id)? else { return Ok(false) };
+    // The runtime waits for the release; the kernel's slow part of deleting the pair need
+    // not hold it up (done in place by a process with threads, e.g. a server).
+    if let Some(exec) = session.executor() {
+        exec.delete_pairs_detached();
+    }
     let endpoints = state::endpoints_where(&state.db, "container_id", &c.id)?;
     let plan = if c.running { container::stop_plan(ctx, &state, &c)? } else { kleene_plugin_api::Plan::new() };
     apply(ctx, &mut state, session, &format!("release {}", c.name), &plan, |tx, _| {
@@ -267,15 +254,14 @@ fn differences(name: &str, wanted: &SandboxInterface, found: &SandboxInterface) 
 
 /// Whether the network and its driver can serve adopted namespaces now (the network exists,
 /// its interface is there, the driver loads and has a private stack); the reason otherwise.
-pub fn usable(ctx: &mut Ctx, network: &str, driver: Option<&str>) -> Result<()> {
+pub fn usable(ctx: &mut Ctx, network: &str, driver: &str) -> Result<()> {
     let state = ctx.read_state()?;
     let id = state::resolve(&state.db, "networks", "network", network)?;
     let net = state::network_by_id(&state.db, &id)?.network;
-    let driver = match driver {
-        Some(d) => d.to_string(),
-        None => private_driver(ctx, &net)?,
-    };
-    check_matrix(ctx, &driver, &net)?;
+    if ctx.plugin(driver, PluginKind::Driver)?.stack() != Stack::Private {
+        bail!("driver '{driver}' gives containers no network stack of their own");
+    }
+    check_matrix(ctx, driver, &net)?;
     let check = kleene_plugin_api::Check::LinkExists { name: net.interface.clone() };
     if ctx.executor()?.check(&check).is_err() {
         bail!("the interface {} of network {} is missing (run `kleene system reconcile`)", net.interface, net.name);

@@ -84,6 +84,10 @@ pub trait Executor {
     fn sandbox_interface(&mut self, _sandbox: &str, _name: &str) -> Result<Option<SandboxInterface>> {
         anyhow::bail!("reading a container's interfaces is only implemented on Linux")
     }
+    /// For a one-shot process whose caller waits on it (kleene-cni): delete the host ends of
+    /// the pairs a plan removes in a detached process once this executor is dropped (after
+    /// the commit), instead of waiting for the kernel. Elsewhere nothing changes.
+    fn delete_pairs_detached(&mut self) {}
     /// Called after the last operation of a plan (renderers flush pending commands here).
     fn finish(&mut self) -> Result<()> {
         Ok(())

@@ -8,6 +8,7 @@ pub mod ipnet;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+mod reaper;
 pub mod spawn;
 
 use super::{Executor, Fact};
@@ -42,6 +43,13 @@ pub struct LinuxExecutor {
     deferred_links: Vec<String>,
     /// Sandboxes whose namespace, when created, is another runtime's (see `adopt_sandbox`).
     adopted: HashMap<String, PathBuf>,
+    /// Set by `delete_pairs_detached`: the host ends of deleted pairs go to a detached
+    /// process once this executor is done (after the commit), and detaching a member from
+    /// its bridge waits until `finish`, where it is skipped for a pair about to go anyway
+    /// (the deletion detaches it, without taking the kernel's lock once more).
+    detached: bool,
+    deferred_detach: Vec<String>,
+    reap_on_drop: Vec<String>,
 }
 
 impl LinuxExecutor {
@@ -54,6 +62,9 @@ impl LinuxExecutor {
             deferred_pairs: Vec::new(),
             deferred_links: Vec::new(),
             adopted: HashMap::new(),
+            detached: false,
+            deferred_detach: Vec::new(),
+            reap_on_drop: Vec::new(),
         }
     }
 
@@ -262,6 +273,7 @@ impl LinuxExecutor {
             Op::CreatePair { host, peer, sandbox } => self.create_pair(host, peer, sandbox)?,
             Op::DeletePair { host, sandbox, .. } => self.deferred_pairs.push((host.clone(), sandbox.clone())),
             Op::AttachToBridge { bridge, member } => self.attach_to_bridge(bridge, member)?,
+            Op::DetachFromBridge { member, .. } if self.detached => self.deferred_detach.push(member.clone()),
             Op::DetachFromBridge { member, .. } => self.host()?.set_master(member, None)?,
             Op::AddDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.add_default_route(*gateway)?,
             Op::RemoveDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.del_default_route(*gateway)?,
@@ -371,6 +383,10 @@ impl Executor for LinuxExecutor {
         Ok(Some(super::SandboxInterface { up: link.up, addresses, gateways }))
     }
 
+    fn delete_pairs_detached(&mut self) {
+        self.detached = true;
+    }
+
     fn host_link_is_kleenes(&mut self, name: &str) -> Result<bool> {
         // Absent: whatever an undo does with the name, no interface of someone else's is hurt.
         Ok(match self.host()?.link(name)? {
@@ -401,12 +417,18 @@ impl Executor for LinuxExecutor {
             Op::CreatePair { host, peer, sandbox } => {
                 // Re-creating a pair cancels its deferred deletion: it was never deleted.
                 self.deferred_pairs.retain(|(h, _)| h != host);
+                self.reap_on_drop.retain(|h| h != host);
                 if self.pair_intact(host, peer, sandbox)? {
                     return Ok(());
                 }
             }
             Op::CreateLink { name, .. } if self.host()?.link(name)?.is_some() => return Ok(()),
             Op::CreateSandbox { sandbox, stack } => return self.restore_sandbox(sandbox, *stack),
+            // Re-attaching a member whose detach is still pending: it never left.
+            Op::AttachToBridge { member, .. } if self.deferred_detach.contains(member) => {
+                self.deferred_detach.retain(|m| m != member);
+                return Ok(());
+            }
             _ => {}
         }
         // Re-creating a link whose deletion is still pending: it was never deleted.
@@ -428,6 +450,19 @@ impl Executor for LinuxExecutor {
     /// one fails: a host end left behind outlives its container.
     fn finish(&mut self) -> Result<()> {
         self.delete_deferred_links()?;
+        if self.detached {
+            let going: Vec<String> = self.deferred_pairs.drain(..).map(|(host, _)| host).collect();
+            for member in std::mem::take(&mut self.deferred_detach) {
+                if !going.contains(&member) {
+                    match self.host()?.set_master(&member, None) {
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        other => other?,
+                    }
+                }
+            }
+            self.reap_on_drop.extend(going);
+            return Ok(());
+        }
         let mut failed = Vec::new();
         for (host, _) in std::mem::take(&mut self.deferred_pairs) {
             match self.host()?.delete_link(&host) {
@@ -440,5 +475,30 @@ impl Executor for LinuxExecutor {
             return Err(anyhow!("cannot delete {}", failed.join(", ")));
         }
         Ok(())
+    }
+}
+
+impl Drop for LinuxExecutor {
+    /// Hand the host ends of pairs deleted under `delete_pairs_detached` to a detached
+    /// process (or, when one cannot be started, delete them here).
+    fn drop(&mut self) {
+        let links = std::mem::take(&mut self.reap_on_drop);
+        if links.is_empty() {
+            return;
+        }
+        // Sockets into container namespaces are not the reaper's to inherit.
+        self.sandboxes.clear();
+        if let Err(e) = reaper::delete_detached(&links) {
+            tracing::debug!("deleting {} in place: {e}", links.join(", "));
+            if let Ok(nl) = self.host() {
+                for link in &links {
+                    if let Err(e) = nl.delete_link(link) {
+                        if e.kind() != io::ErrorKind::NotFound {
+                            tracing::warn!("cannot delete interface {link}: {e}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
