@@ -92,8 +92,10 @@ fn context(conf: &NetConf) -> Ctx {
 }
 
 /// The container id of an attachment: the same tuple gives the same id in every invocation.
-fn container_id(runtime_id: &str, ifname: &str) -> String {
-    adopted::derived_id(&format!("{runtime_id}/{ifname}"))
+/// The state dir is part of the key: ids name host-wide things (cgroups), so two kleenes on
+/// one host (another state dir) must not derive the same ones.
+fn container_id(ctx: &Ctx, runtime_id: &str, ifname: &str) -> String {
+    adopted::derived_id(&format!("{}\0{runtime_id}/{ifname}", ctx.state_dir.display()))
 }
 
 /// The container's kleene name: the runtime's id (with the interface when not `eth0`), or,
@@ -115,7 +117,7 @@ fn kleene_error(what: &str, e: anyhow::Error) -> Error {
 fn add(ctx: &mut Ctx, conf: &NetConf, env: &Env) -> Result<Value, Error> {
     let (runtime_id, ifname) = (env.container_id()?, env.ifname()?);
     let netns = env.netns.as_deref().ok_or_else(|| Error::new(Code::InvalidEnvironment, "CNI_NETNS is not set"))?;
-    let id = container_id(runtime_id, ifname);
+    let id = container_id(ctx, runtime_id, ifname);
     let (ip, ip6) = requested_addresses(&conf.runtime_config.ips)?;
     let publish = published(&conf.runtime_config.port_mappings)?;
     let mut config = Map::new();
@@ -235,7 +237,7 @@ fn chain(prev: &Value, mut ours: Value) -> Value {
 /// `DEL`: release whatever kleene holds for the attachment; nothing held is success (the
 /// runtime may call `DEL` twice, or after a failed `ADD`). The namespace may be gone.
 fn del(ctx: &mut Ctx, env: &Env) -> Result<(), Error> {
-    let id = container_id(env.container_id()?, env.ifname()?);
+    let id = container_id(ctx, env.container_id()?, env.ifname()?);
     let released = adopted::release(ctx, &id).map_err(|e| kleene_error("cannot release the container", e))?;
     tracing::debug!("DEL {id}: {}", if released { "released" } else { "nothing held" });
     Ok(())
@@ -243,7 +245,7 @@ fn del(ctx: &mut Ctx, env: &Env) -> Result<(), Error> {
 
 /// `CHECK`: the attachment is in kleene's state and whole in the runtime's namespace.
 fn check(ctx: &mut Ctx, env: &Env) -> Result<(), Error> {
-    let id = container_id(env.container_id()?, env.ifname()?);
+    let id = container_id(ctx, env.container_id()?, env.ifname()?);
     let netns = env.netns.as_deref().ok_or_else(|| Error::new(Code::InvalidEnvironment, "CNI_NETNS is not set"))?;
     adopted::verify(ctx, &id, netns).map(drop).map_err(|e| {
         let code = if kleene::error::is_not_found(&e) { Code::UnknownContainer } else { Code::CheckFailed };
@@ -262,7 +264,7 @@ fn gc(ctx: &mut Ctx, conf: &NetConf) -> Result<(), Error> {
     let Some(valid) = &conf.valid_attachments else {
         return Err(Error::new(Code::InvalidConfig, "GC needs cni.dev/valid-attachments"));
     };
-    let keep: Vec<String> = valid.iter().map(|v| container_id(&v.container_id, &v.ifname)).collect();
+    let keep: Vec<String> = valid.iter().map(|v| container_id(ctx, &v.container_id, &v.ifname)).collect();
     let all = adopted::list(ctx).map_err(|e| kleene_error("cannot list attachments", e))?;
     let mut failed = Vec::new();
     for a in all {

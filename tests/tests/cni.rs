@@ -280,6 +280,13 @@ fn errors_are_the_specs_documents() {
     );
     assert!(error(&host)["msg"].as_str().unwrap().contains("host's own network namespace"), "{host:?}");
     assert!(containers(&sb).is_empty());
+    // A failed ADD (the interface name is taken inside) is rolled back: no record, no pin, no pair.
+    ns.sh("ip link add eth0 type veth peer name other0").ok();
+    let e = error(&call(&sb, "ADD", "c1", &ns, &conf));
+    assert_eq!(e["code"], 100, "{e}");
+    assert!(containers(&sb).is_empty());
+    assert_eq!(pins(&sb), 0);
+    assert!(host_ends(&sb).is_empty(), "{:?}", host_ends(&sb));
 }
 
 #[test]
