@@ -338,6 +338,15 @@ fn another_interface_name_and_concurrent_adds() {
     }
     assert_eq!(containers(&sb).len(), 6);
     assert!(containers(&sb).contains(&"p0-net1".to_string()));
+    // They are ordinary containers: `container rm -f` releases one as DEL would. A stopped
+    // one is not started by kleene (its namespace is the runtime's).
+    sb.kleene(&["container", "rm", "-f", "p0-net1"]).ok();
+    assert!(namespaces[0].sh("ip link show net1").code != 0, "net1 outlived container rm -f");
+    assert_eq!(containers(&sb).len(), 5);
+    sb.kleene(&["container", "stop", "p1-net1"]).ok();
+    let refused = sb.kleene(&["container", "start", "p1-net1"]).err();
+    assert!(refused.contains("another runtime's network namespace"), "{refused}");
+    assert_eq!(pins(&sb), 4, "a refused start made a namespace");
 }
 
 /// The busybox root file system of the runtime tests: /bin/busybox (package busybox-static)

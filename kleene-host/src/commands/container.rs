@@ -104,6 +104,7 @@ pub fn start(ctx: &mut Ctx, ident: &str) -> Result<String> {
     if container.running {
         bail!("container {} is already running", container.name);
     }
+    super::adopted::refuse_start(&state, &container)?;
     let (plan, attachments) = start_plan(ctx, &state, &container)?;
     apply(ctx, &mut state, session, &format!("container start {}", container.name), &plan, |tx, _| {
         record_start(tx, &container, &attachments)
