@@ -199,6 +199,15 @@ fn del_after_the_namespace_vanished_releases_everything() {
     let ns = Netns::new(&sb, "c1");
     call(&sb, "ADD", "c1", &ns, &conf).ok();
     ns.drop_now();
+    // Should kleene's pin go too (a reboot), reconcile does not give the container a
+    // namespace of kleene's own: it is the runtime's to release.
+    let pin = std::fs::read_dir(sb.dir.path().join("run/netns")).unwrap().next().unwrap().unwrap().path();
+    Command::new("umount").arg(&pin).status().unwrap();
+    std::fs::remove_file(&pin).unwrap();
+    let reconciled = sb.kleene(&["system", "reconcile"]);
+    reconciled.ok();
+    assert!(reconciled.stderr.contains("lost its runtime's namespace"), "{reconciled:?}");
+    assert_eq!(pins(&sb), 0, "reconcile made a namespace for an adopted container");
     let run = cni(&sb, "DEL", &[("CNI_CONTAINERID", "c1"), ("CNI_NETNS", ""), ("CNI_IFNAME", "eth0")], &conf);
     run.ok();
     assert!(containers(&sb).is_empty());

@@ -156,15 +156,19 @@ fn find_container(state: &State, id: &str) -> Result<Option<Container>> {
 /// Refuse to start an adopted container: its namespace is the runtime's, and kleene would
 /// make one of its own.
 pub fn refuse_start(state: &State, c: &Container) -> Result<()> {
-    let config: Option<String> =
-        state.db.query_row("SELECT config FROM containers WHERE id = ?1", [&c.id], |r| r.get(0))?;
-    let adopted = config
-        .and_then(|text| serde_json::from_str::<Map<String, Value>>(&text).ok())
-        .is_some_and(|config| config.contains_key(ADOPTED_NETNS));
-    if adopted {
+    if is_adopted(state, &c.id)? {
         bail!("container {} runs in another runtime's network namespace: that runtime starts it", c.name);
     }
     Ok(())
+}
+
+/// Whether the container `id` runs in an adopted namespace.
+pub fn is_adopted(state: &State, id: &str) -> Result<bool> {
+    let config: Option<String> =
+        state.db.query_row("SELECT config FROM containers WHERE id = ?1", [id], |r| r.get(0))?;
+    Ok(config
+        .and_then(|text| serde_json::from_str::<Map<String, Value>>(&text).ok())
+        .is_some_and(|config| config.contains_key(ADOPTED_NETNS)))
 }
 
 /// The adopted container `id`, if there is one.
