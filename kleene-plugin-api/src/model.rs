@@ -149,7 +149,9 @@ pub struct Endpoint {
     pub container_id: String,
     /// Host-side interface of a vnet container's pair, while running.
     pub epair: Option<String>,
-    /// The container-side interface name of a vnet pair (e.g. `eth0`), while running.
+    /// The container-side interface name of a vnet pair (e.g. `eth0`), while running. Set in
+    /// a `ContainerStart` call, it is the name the container's runtime asked for (a CNI
+    /// runtime's `CNI_IFNAME`): a driver that names pairs uses it.
     #[serde(default)]
     pub interface: Option<String>,
     pub ip_address: Option<IpAddr>,

@@ -459,6 +459,9 @@ fn a_staged_subset_finds_its_plugins_next_to_the_binary() {
         .output()
         .expect("run cargo xtask");
     assert!(out.status.success(), "stage failed: {}", String::from_utf8_lossy(&out.stderr));
+    // The CNI plugin goes to the CNI bin dir, whose ../kleene/plugins is the plugin dir.
+    let cni = prefix.path().join("lib/cni/kleene-cni");
+    assert!(std::fs::metadata(&cni).is_ok_and(|m| m.permissions().mode() & 0o111 != 0), "{} missing", cni.display());
 
     // No KLEENE_PLUGIN_PATH: only <bin>/../lib/kleene/plugins (and the empty system dir).
     let kleene = prefix.path().join("bin/kleene");

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! DIR/bin/kleene
+//! DIR/lib/cni/kleene-cni                           (the CNI plugin; finds the plugins below)
 //! DIR/lib/kleene/plugins/libkleene_<name>.so       (mode 0755)
 //! DIR/share/man/man1/kleene.1                      (kleene manpage)
 //! DIR/share/bash-completion/completions/kleene     (kleene completions bash)
@@ -125,12 +126,16 @@ fn service_file(source: &str, prefix: &Path, to: &str, mode: u32) -> Result<(), 
 
 fn stage(s: &Stage) -> Result<(), String> {
     cargo_build("kleene-host", s.release)?;
+    cargo_build("kleene-cni", s.release)?;
     for plugin in &s.plugins {
         cargo_build(&format!("kleene-plugin-{plugin}"), s.release)?;
     }
     let (built, prefix) = (target_dir(s.release), &s.prefix);
     let kleene = prefix.join("bin/kleene");
     install(&built.join("kleene"), &kleene, 0o755)?;
+    // The CNI bin dir of Debian's layout (`/usr/lib/cni` for prefix /usr); kleene-cni looks
+    // for kleene's plugins in `<its dir>/../kleene/plugins`.
+    install(&built.join("kleene-cni"), &prefix.join("lib/cni/kleene-cni"), 0o755)?;
     let plugin_dir = prefix.join("lib/kleene/plugins");
     // A re-stage with fewer plugins must not leave the old ones behind.
     let _ = fs::remove_dir_all(&plugin_dir);

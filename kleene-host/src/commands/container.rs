@@ -74,7 +74,7 @@ fn overlap(a: &firewall::Published, b: &firewall::Published) -> bool {
 
 /// Refuse a host port (and protocol) another container already publishes, running or not
 /// (the firewall could only give it to one of them), or that this container lists twice.
-fn check_port_conflicts(state: &State, ports: &[firewall::Published]) -> Result<()> {
+pub(super) fn check_port_conflicts(state: &State, ports: &[firewall::Published]) -> Result<()> {
     let describe = |p: &firewall::Published| format!("{}/{}", firewall::fmt_ports(p.host, "-"), p.proto.as_str());
     for (i, p) in ports.iter().enumerate() {
         if let Some(q) = ports[..i].iter().find(|q| overlap(p, q)) {
@@ -109,6 +109,7 @@ pub fn start(ctx: &mut Ctx, ident: &str) -> Result<String> {
     if container.running {
         bail!("container {} is already running", container.name);
     }
+    super::adopted::refuse_start(&state, &container)?;
     let (plan, attachments) = start_plan(ctx, &state, &container)?;
     apply(ctx, &mut state, session, &format!("container start {}", container.name), &plan, |tx, _| {
         record_start(tx, &container, &attachments)

@@ -1,6 +1,7 @@
 //! One module per command group. Every mutating command validates fully, asks the plugin for
 //! a plan, and hands it to the engine (or, with --dry-run, to a renderer).
 
+pub mod adopted;
 pub mod attach;
 pub mod container;
 pub mod network;
@@ -128,7 +129,7 @@ impl Ctx {
     pub fn executor(&self) -> Result<Box<dyn Executor>> {
         let mut exec = crate::executor::host_executor(self.trusted_run_dir()?)?;
         if self.reap_in_background {
-            exec.reap_in_background();
+            exec.defer_link_deletion(crate::executor::LinkReaping::BackgroundThread);
         }
         Ok(exec)
     }

@@ -58,6 +58,10 @@ fn restore_containers(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor)
         if exec.sandbox_intact(&c.id, stack)? {
             continue;
         }
+        if super::adopted::is_adopted(state, &c.id)? {
+            tracing::warn!("container {} lost its runtime's namespace: the runtime's DEL (or GC) releases it", c.name);
+            continue;
+        }
         tracing::info!("rebuilding the sandbox of container {}", c.name);
         let leftovers = stop_plan(ctx, state, &c)?;
         engine::run(state, exec, &format!("reconcile: clear container {}", c.name), &leftovers, |_, _| Ok(()))

@@ -20,6 +20,24 @@ pub enum Fact {
     LinkKind { name: String, kind: String },
 }
 
+/// An interface inside a sandbox, as read back from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxInterface {
+    pub up: bool,
+    pub addresses: Vec<kleene_plugin_api::Cidr>,
+    /// Gateways of the default routes that leave by this interface.
+    pub gateways: Vec<std::net::IpAddr>,
+}
+
+/// Who deletes the links an executor only retired (see `Executor::defer_link_deletion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkReaping {
+    /// This long-lived process's background thread, right after the answer.
+    BackgroundThread,
+    /// A detached process started when the executor is dropped (after the commit).
+    DetachedProcess,
+}
+
 pub trait Executor {
     /// Verify a precondition without changing anything.
     fn check(&mut self, check: &Check) -> Result<()>;
@@ -77,14 +95,30 @@ pub trait Executor {
     fn apply_dns(&mut self, _config: &crate::dns::DnsConfig) -> Result<()> {
         Ok(())
     }
+    /// Make `netns`, a network namespace someone else made (a container runtime's), the
+    /// namespace of `sandbox` when a plan creates that sandbox, instead of a new one. Its
+    /// destruction then only lets go of it.
+    fn adopt_sandbox(&mut self, _sandbox: &str, _netns: &Path) -> Result<()> {
+        anyhow::bail!("adopting another runtime's network namespace is only implemented on Linux")
+    }
+    /// Whether the namespace of `sandbox` is the one at `netns` (false when it has none).
+    fn sandbox_is(&mut self, _sandbox: &str, _netns: &Path) -> Result<bool> {
+        anyhow::bail!("reading a container's network namespace is only implemented on Linux")
+    }
+    /// The interface `name` inside the sandbox's own namespace, as the kernel has it (`None`
+    /// when it is not there).
+    fn sandbox_interface(&mut self, _sandbox: &str, _name: &str) -> Result<Option<SandboxInterface>> {
+        anyhow::bail!("reading a container's interfaces is only implemented on Linux")
+    }
     /// Called after the last operation of a plan (renderers flush pending commands here).
     fn finish(&mut self) -> Result<()> {
         Ok(())
     }
-    /// This executor serves a long-lived process: deletions the kernel makes slow may be
-    /// finished after the answer, by the process's own background work, once what they
-    /// delete can no longer do anything ([`finish_background_work`] waits for it).
-    fn reap_in_background(&mut self) {}
+    /// Deletions the kernel makes slow (a pair's host end) may be finished after the answer,
+    /// once what they delete can no longer do anything, by `how`: a long-lived process's
+    /// background work ([`finish_background_work`] waits for it), or a detached process for
+    /// a one-shot process whose caller waits on it (kleene-cni). Renderers do nothing.
+    fn defer_link_deletion(&mut self, _how: LinkReaping) {}
     /// Delete what a long-lived process that was killed had left to delete in the
     /// background (`system reconcile`).
     fn delete_retired_links(&mut self) -> Result<()> {

@@ -340,7 +340,8 @@ pub fn set_container_config(db: &Connection, id: &str, config: &serde_json::Valu
 
 /// Record the aliases an endpoint answers to in DNS (checked by the caller).
 pub fn set_endpoint_aliases(db: &Connection, endpoint_id: &str, aliases: &[String]) -> Result<()> {
-    db.prepare_cached("UPDATE endpoints SET aliases = ?2 WHERE id = ?1")?.execute(params![endpoint_id, aliases.join(",")])?;
+    db.prepare_cached("UPDATE endpoints SET aliases = ?2 WHERE id = ?1")?
+        .execute(params![endpoint_id, aliases.join(",")])?;
     Ok(())
 }
 

@@ -37,7 +37,8 @@ impl Plugin for Vnet {
             Call::ContainerStart { container, attachments } => {
                 plan.push(Op::CreateSandbox { sandbox: container.id.clone(), stack: Stack::Private });
                 for (i, a) in attachments.iter().enumerate() {
-                    join(&mut plan, &container.id, a, format!("eth{i}"), &attachments[..i]);
+                    let peer = a.endpoint.interface.clone().unwrap_or_else(|| format!("eth{i}"));
+                    join(&mut plan, &container.id, a, peer, &attachments[..i]);
                 }
             }
             Call::ContainerStop { container, attachments } => {

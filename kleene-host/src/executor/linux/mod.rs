@@ -12,7 +12,7 @@ pub mod reaper;
 pub mod resolver;
 pub mod spawn;
 
-use super::{Executor, Fact};
+use super::{Executor, Fact, LinkReaping};
 use anyhow::{anyhow, Context, Result};
 use kleene_plugin_api::{Check, Cidr, LinkKind, Op, Stack};
 use netlink::Netlink;
@@ -42,9 +42,16 @@ pub struct LinuxExecutor {
     /// Link deletions put off until `finish`, where they go to the kernel as one batch
     /// (`network rm` of many, `network prune`).
     deferred_links: Vec<String>,
-    /// Whether the host ends of deleted pairs are only retired in `finish`, for the
-    /// [`reaper`] thread of this long-lived process to delete after the answer.
-    reap_in_background: bool,
+    /// Sandboxes whose namespace, when created, is another runtime's (see `adopt_sandbox`).
+    adopted: HashMap<String, PathBuf>,
+    /// Set by `defer_link_deletion`: the host ends of deleted pairs are only retired in
+    /// `finish`, for the [`reaper`] to delete after the answer; and detaching a member from
+    /// its bridge waits until `finish`, where it is skipped for a pair about to go anyway
+    /// (the deletion detaches it, without taking the kernel's lock once more).
+    reaping: Option<LinkReaping>,
+    deferred_detach: Vec<String>,
+    /// A detached process deletes the retired links once this executor is dropped.
+    reap_on_drop: bool,
 }
 
 impl LinuxExecutor {
@@ -56,7 +63,10 @@ impl LinuxExecutor {
             cgroup_root: None,
             deferred_pairs: Vec::new(),
             deferred_links: Vec::new(),
-            reap_in_background: false,
+            adopted: HashMap::new(),
+            reaping: None,
+            deferred_detach: Vec::new(),
+            reap_on_drop: false,
         }
     }
 
@@ -197,7 +207,13 @@ impl LinuxExecutor {
         // A socket cached for an earlier namespace of this container would talk to that one.
         self.sandboxes.remove(sandbox);
         let path = Self::netns_path(&self.run_dir, sandbox);
-        netns::create(&path).with_context(|| format!("cannot create network namespace {}", path.display()))?;
+        match self.adopted.get(sandbox) {
+            Some(source) => netns::adopt(source, &path)
+                .with_context(|| format!("cannot adopt network namespace {}", source.display()))?,
+            None => {
+                netns::create(&path).with_context(|| format!("cannot create network namespace {}", path.display()))?
+            }
+        }
         if stack == Stack::Private {
             self.nl(Some(sandbox))?.set_up("lo", true)?;
         }
@@ -263,6 +279,7 @@ impl LinuxExecutor {
             Op::CreatePair { host, peer, sandbox } => self.create_pair(host, peer, sandbox)?,
             Op::DeletePair { host, sandbox, .. } => self.deferred_pairs.push((host.clone(), sandbox.clone())),
             Op::AttachToBridge { bridge, member } => self.attach_to_bridge(bridge, member)?,
+            Op::DetachFromBridge { member, .. } if self.reaping.is_some() => self.deferred_detach.push(member.clone()),
             Op::DetachFromBridge { member, .. } => self.host()?.set_master(member, None)?,
             Op::AddDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.add_default_route(*gateway)?,
             Op::RemoveDefaultRoute { gateway, sandbox } => self.nl(Some(sandbox))?.del_default_route(*gateway)?,
@@ -366,6 +383,27 @@ impl Executor for LinuxExecutor {
         Ok(has_cgroup && (!needs_netns || netns::open_pinned(&Self::netns_path(&self.run_dir, sandbox)).is_ok()))
     }
 
+    fn adopt_sandbox(&mut self, sandbox: &str, netns: &Path) -> Result<()> {
+        self.adopted.insert(sandbox.to_string(), netns.to_path_buf());
+        Ok(())
+    }
+
+    fn sandbox_is(&mut self, sandbox: &str, other: &Path) -> Result<bool> {
+        match netns::same(&Self::netns_path(&self.run_dir, sandbox), other) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            other => Ok(other?),
+        }
+    }
+
+    fn sandbox_interface(&mut self, sandbox: &str, name: &str) -> Result<Option<super::SandboxInterface>> {
+        let nl = self.nl(Some(sandbox))?;
+        let Some(link) = nl.link(name)? else { return Ok(None) };
+        let addresses = nl.addresses(name)?.into_iter().map(|(addr, prefix)| Cidr { addr, prefix }).collect();
+        let gateways =
+            nl.default_gateways()?.into_iter().filter(|(oif, _)| *oif == link.index).map(|(_, gw)| gw).collect();
+        Ok(Some(super::SandboxInterface { up: link.up, addresses, gateways }))
+    }
+
     fn host_link_is_kleenes(&mut self, name: &str) -> Result<bool> {
         // Absent: whatever an undo does with the name, no interface of someone else's is hurt.
         Ok(match self.host()?.link(name)? {
@@ -402,6 +440,11 @@ impl Executor for LinuxExecutor {
             }
             Op::CreateLink { name, .. } if self.host()?.link(name)?.is_some() => return Ok(()),
             Op::CreateSandbox { sandbox, stack } => return self.restore_sandbox(sandbox, *stack),
+            // Re-attaching a member whose detach is still pending: it never left.
+            Op::AttachToBridge { member, .. } if self.deferred_detach.contains(member) => {
+                self.deferred_detach.retain(|m| m != member);
+                return Ok(());
+            }
             _ => {}
         }
         // Re-creating a link whose deletion is still pending: it was never deleted.
@@ -419,29 +462,41 @@ impl Executor for LinuxExecutor {
         }
     }
 
-    fn reap_in_background(&mut self) {
-        self.reap_in_background = true;
+    fn defer_link_deletion(&mut self, how: LinkReaping) {
+        self.reaping = Some(how);
     }
 
-    /// Delete the host ends of the pairs deleted by the plan (in a server: retire them, for
-    /// its [`reaper`] to delete right after the answer). Every one is tried, even after one
-    /// fails: a host end left behind outlives its container.
+    /// Delete the host ends of the pairs deleted by the plan (or, when deletion is deferred,
+    /// retire them for the [`reaper`] to delete right after the answer). Every one is tried,
+    /// even after one fails: a host end left behind outlives its container.
     fn finish(&mut self) -> Result<()> {
         self.delete_deferred_links()?;
-        let pairs = std::mem::take(&mut self.deferred_pairs);
-        let background = self.reap_in_background;
+        let going: Vec<String> = std::mem::take(&mut self.deferred_pairs).into_iter().map(|(host, _)| host).collect();
+        for member in std::mem::take(&mut self.deferred_detach) {
+            if !going.contains(&member) {
+                match self.host()?.set_master(&member, None) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    other => other?,
+                }
+            }
+        }
         let mut failed = Vec::new();
-        for (host, _) in &pairs {
+        let retire = self.reaping.is_some();
+        for host in &going {
             let nl = self.host()?;
-            let done = if background { nl.retire(host, reaper::DYING_GROUP) } else { nl.delete_link(host) };
+            let done = if retire { nl.retire(host, reaper::DYING_GROUP) } else { nl.delete_link(host) };
             match done {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => failed.push(format!("{host}: {e}")),
                 Ok(()) => {}
             }
         }
-        if background && !pairs.is_empty() {
-            reaper::wake();
+        if !going.is_empty() {
+            match self.reaping {
+                Some(LinkReaping::BackgroundThread) => reaper::wake(),
+                Some(LinkReaping::DetachedProcess) => self.reap_on_drop = true,
+                None => {}
+            }
         }
         if !failed.is_empty() {
             return Err(anyhow!("cannot delete {}", failed.join(", ")));
@@ -454,5 +509,23 @@ impl Executor for LinuxExecutor {
             tracing::info!("deleted host links a stopped server had retired");
         }
         Ok(())
+    }
+}
+
+impl Drop for LinuxExecutor {
+    /// Have a detached process delete the links retired under
+    /// [`LinkReaping::DetachedProcess`] (or, when one cannot be started, delete them here).
+    fn drop(&mut self) {
+        if !self.reap_on_drop {
+            return;
+        }
+        // Sockets into container namespaces are not the reaper's to inherit.
+        self.sandboxes.clear();
+        if let Err(e) = reaper::delete_detached() {
+            tracing::debug!("deleting the retired links in place: {e}");
+            if let Err(e) = self.host().and_then(|nl| Ok(reaper::delete_retired(nl)?)) {
+                tracing::warn!("cannot delete the retired links (group {:#x}): {e:#}", reaper::DYING_GROUP);
+            }
+        }
     }
 }

@@ -214,6 +214,17 @@ impl Netlink {
         Ok(self.get_link(requests::get_link_by_index(oif))?.map(|l| l.name))
     }
 
+    /// The gateways of the default routes (both families, main table) with the index of the
+    /// interface each leaves by.
+    pub fn default_gateways(&mut self) -> io::Result<Vec<(u32, IpAddr)>> {
+        let mut found = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let replies = self.exchange(requests::dump_routes_of(family))?;
+            found.extend(replies.iter().filter_map(default_gateway));
+        }
+        Ok(found)
+    }
+
     fn address_message(&mut self, name: &str, addr: IpAddr, prefix: u8) -> io::Result<AddressMessage> {
         let max_prefix = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max_prefix {
@@ -403,8 +414,12 @@ mod requests {
 
     /// IPv4 routes of every table (the kernel ignores the table of a dump request).
     pub(super) fn dump_routes() -> Request {
+        dump_routes_of(AddressFamily::Inet)
+    }
+
+    pub(super) fn dump_routes_of(family: AddressFamily) -> Request {
         let mut route = RouteMessage::default();
-        route.header.address_family = AddressFamily::Inet;
+        route.header.address_family = family;
         route.header.table = RouteHeader::RT_TABLE_MAIN;
         Request::new(RouteNetlinkMessage::GetRoute(route), NLM_F_DUMP)
     }
@@ -572,6 +587,17 @@ fn default_route_oif(reply: &RouteNetlinkMessage) -> Option<u32> {
         && route.header.kind == RouteType::Unicast
         && table == u32::from(RouteHeader::RT_TABLE_MAIN);
     oif.filter(|_| is_default)
+}
+
+/// A default route's (outgoing interface, gateway), if `reply` is one with both.
+fn default_gateway(reply: &RouteNetlinkMessage) -> Option<(u32, IpAddr)> {
+    let RouteNetlinkMessage::NewRoute(route) = reply else { return None };
+    let oif = default_route_oif(reply)?;
+    route.attributes.iter().find_map(|attr| match attr {
+        RouteAttribute::Gateway(RouteAddress::Inet(v4)) => Some((oif, IpAddr::V4(*v4))),
+        RouteAttribute::Gateway(RouteAddress::Inet6(v6)) => Some((oif, IpAddr::V6(*v6))),
+        _ => None,
+    })
 }
 
 fn checked_name(name: &str) -> io::Result<&str> {

@@ -14,6 +14,35 @@ use std::thread;
 /// Creates a new netns pinned at `path`. Fails with `AlreadyExists` if the
 /// file exists, so a live namespace is never shadowed.
 pub fn create(path: &Path) -> io::Result<()> {
+    pin_with(path, || on_thread(|| pin_new_netns(path)))
+}
+
+/// Pins the network namespace at `source`, which someone else made (a container runtime's
+/// `/proc/PID/ns/net` or `/run/netns/NAME`), at `path`, as `create` pins a new one. Refuses
+/// a source that is not a network namespace, and this process's own namespace (the host's:
+/// pairs made "inside" it would land among the host's interfaces).
+pub fn adopt(source: &Path, path: &Path) -> io::Result<()> {
+    let ns = open(source)?;
+    let refuse = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{} {why}", source.display()));
+    if !is_net_namespace(ns.as_fd()) {
+        return Err(refuse("is not a network namespace"));
+    }
+    if same_file(ns.as_fd(), open(Path::new("/proc/thread-self/ns/net"))?.as_fd())? {
+        return Err(refuse("is this host's own network namespace"));
+    }
+    // Bind the namespace that was checked, not whatever the path names by now.
+    let source = format!("/proc/self/fd/{}", ns.as_raw_fd());
+    pin_with(path, || bind(Path::new(&source), path))
+}
+
+/// Whether the namespace pinned at `path` is the one at `other`.
+pub fn same(path: &Path, other: &Path) -> io::Result<bool> {
+    same_file(open_pinned(path)?.as_fd(), open(other)?.as_fd())
+}
+
+/// Makes the pin file at `path` and mounts a namespace on it with `mount`; a failed mount
+/// leaves no file.
+fn pin_with(path: &Path, mount: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
@@ -24,7 +53,7 @@ pub fn create(path: &Path) -> io::Result<()> {
         fs::remove_file(path)?;
     }
     OpenOptions::new().write(true).create_new(true).mode(0o444).open(path)?;
-    let result = on_thread(|| pin_new_netns(path));
+    let result = mount();
     if result.is_err() {
         let _ = fs::remove_file(path);
     }
@@ -85,11 +114,32 @@ pub fn run_in<T: Send>(path: &Path, f: impl FnOnce() -> io::Result<T> + Send) ->
     })
 }
 
+/// Whether `fd` is a network namespace (not another kind of namespace).
+fn is_net_namespace(fd: BorrowedFd<'_>) -> bool {
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: the ioctl takes no argument and only reads the fd.
+    is_namespace(fd) && unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) } == libc::CLONE_NEWNET
+}
+
+/// Whether two fds are the same file (for namespaces: the same namespace).
+fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
+    let stat = |fd: BorrowedFd<'_>| -> io::Result<(u64, u64)> {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid fd and a properly sized out-parameter.
+        cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+        Ok((st.st_dev, st.st_ino))
+    };
+    Ok(stat(a)? == stat(b)?)
+}
+
 fn pin_new_netns(target: &Path) -> io::Result<()> {
     cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
     // thread-self, not self: only this thread switched namespace.
-    let source = c"/proc/thread-self/ns/net";
-    let target = c_path(target)?;
+    bind(Path::new("/proc/thread-self/ns/net"), target)
+}
+
+fn bind(source: &Path, target: &Path) -> io::Result<()> {
+    let (source, target) = (c_path(source)?, c_path(target)?);
     cvt(unsafe { libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) })
 }
 

@@ -1,12 +1,15 @@
-//! Deleting retired links off a long-lived server's request path.
+//! Deleting retired links off the caller's path.
 //!
 //! Deleting a network interface makes the kernel wait for an RCU grace period (15-30 ms on a
-//! busy host), most of a `container stop`. A server (`kleene serve`) therefore only *retires*
-//! the host end of each pair a plan deletes: one request sets it down (no frame passes a down
-//! veth end, nor its peer, whose carrier goes with it) and moves it into [`DYING_GROUP`].
-//! Then it answers, and this module's one background thread deletes the whole group with one
-//! RTM_DELLINK: links retired while a deletion runs go together in the next one, so a burst
-//! of stops pays the grace period once per batch, not once per container.
+//! busy host), most of a `container stop`. A server (`kleene serve`) and a one-shot process
+//! whose caller waits on it (kleene-cni's `DEL`) therefore only *retire* the host end of each
+//! pair a plan deletes: one request sets it down (no frame passes a down veth end, nor its
+//! peer, whose carrier goes with it) and moves it into [`DYING_GROUP`]. Then they answer, and
+//! the group is deleted with one RTM_DELLINK by someone nobody waits for:
+//! - in a server, this module's one background thread ([`wake`]): links retired while a
+//!   deletion runs go together in the next one, so a burst of stops pays the grace period
+//!   once per batch, not once per container;
+//! - in a one-shot process, a detached grandchild ([`delete_detached`]) that outlives it.
 //!
 //! The thread touches nothing but the links in that group, and no state: a link enters the
 //! group only when kleene is done with it (its state row no longer names it), and never
@@ -17,6 +20,7 @@
 //! at start) deletes the group.
 
 use super::netlink::Netlink;
+use std::io;
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -105,6 +109,64 @@ fn run() {
 }
 
 /// Delete every retired link of this namespace; false when there was none.
-pub fn delete_retired(nl: &mut Netlink) -> std::io::Result<bool> {
+pub fn delete_retired(nl: &mut Netlink) -> io::Result<bool> {
     nl.delete_group(DYING_GROUP)
+}
+
+/// Delete the retired links in a detached grandchild, so that the caller (a runtime waiting
+/// for this process to exit) waits only for kleene's own work. `Err` when one cannot be
+/// started: only a process with a single thread may fork so, and the caller then deletes
+/// them itself.
+pub fn delete_detached() -> io::Result<()> {
+    if threads()? != 1 {
+        return Err(io::Error::other("more than one thread: forking is unsafe"));
+    }
+    // SAFETY: single-threaded (checked above), so the child may allocate and run as usual.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            // The intermediate child: a session of its own, then the grandchild, then gone,
+            // so the grandchild is nobody's to wait for.
+            unsafe { libc::setsid() };
+            if unsafe { libc::fork() } == 0 {
+                detach_stdio_and_fds();
+                let deleted = Netlink::open().and_then(|mut nl| delete_retired(&mut nl));
+                unsafe { libc::_exit(i32::from(deleted.is_err())) };
+            }
+            unsafe { libc::_exit(0) };
+        }
+        child => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            Ok(())
+        }
+    }
+}
+
+/// Let go of everything inherited: the caller's pipes (the runtime reads stdout to its end),
+/// the host lock and the database.
+fn detach_stdio_and_fds() {
+    const SYS_CLOSE_RANGE: libc::c_long = 436;
+    // SAFETY: plain fd operations on our own table.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        for fd in 0..3 {
+            libc::dup2(null, fd);
+        }
+        if libc::syscall(SYS_CLOSE_RANGE, 3u32, u32::MAX, 0u32) != 0 {
+            for fd in 3..1024 {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+fn threads() -> io::Result<usize> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| io::Error::other("no thread count in /proc/self/status"))
 }
