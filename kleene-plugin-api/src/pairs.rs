@@ -86,3 +86,24 @@ pub fn leave_after(plan: &mut Plan, sandbox: &str, a: &Attachment, planned_host:
     let undo = rejoin.steps.into_iter().map(|s| s.op).collect();
     plan.push_with_undo(Op::DeletePair { host, peer, sandbox: sandbox.to_string() }, undo);
 }
+
+/// Join one network for a runtime that moves the peer into its own sandbox: the pair with
+/// both ends on the host, the host end on the bridge and up. The runtime moves `peer`,
+/// renames it and gives it the endpoint's addresses and routes, so none of that is planned.
+pub fn hand_off(plan: &mut Plan, sandbox: &str, a: &Attachment, host: String, peer: String) {
+    plan.push(Op::CreateHandoffPair { host: host.clone(), peer, sandbox: sandbox.to_string() });
+    plan.push(Op::AttachToBridge { bridge: a.network.interface.clone(), member: host.clone() });
+    plan.push(Op::SetLinkUp { name: host, sandbox: None });
+}
+
+/// Undo [`hand_off`]: the host end off the bridge, the pair deleted (wherever the runtime
+/// left the peer). A rolled-back removal hands a new pair off again, as `hand_off` did.
+pub fn take_back(plan: &mut Plan, sandbox: &str, a: &Attachment, planned_host: String, planned_peer: String) {
+    let host = a.endpoint.epair.clone().unwrap_or(planned_host);
+    let peer = a.endpoint.interface.clone().unwrap_or(planned_peer);
+    let mut again = Plan::new();
+    hand_off(&mut again, sandbox, a, host.clone(), peer.clone());
+    plan.push(Op::DetachFromBridge { bridge: a.network.interface.clone(), member: host.clone() });
+    let undo = again.steps.into_iter().map(|s| s.op).collect();
+    plan.push_with_undo(Op::DeletePair { host, peer, sandbox: sandbox.to_string() }, undo);
+}

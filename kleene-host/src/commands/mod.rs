@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod container;
+pub mod docker;
 pub mod network;
 pub mod output;
 pub mod plugin;

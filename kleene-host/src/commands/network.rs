@@ -266,6 +266,9 @@ pub fn rm(ctx: &mut Ctx, idents: &[String], removed: &mut Vec<String>) -> Result
     let mut ids: Vec<String> = Vec::new();
     for ident in idents {
         let id = state::resolve(&state.db, "networks", "network", ident)?;
+        if let Some(docker) = state::docker::network_of(&state.db, &id)? {
+            bail!("network {ident} serves Docker network {}: remove it with docker network rm", &docker[..12]);
+        }
         if !ids.contains(&id) {
             ids.push(id);
         }
@@ -280,6 +283,10 @@ pub fn prune(ctx: &mut Ctx, removed: &mut Vec<String>) -> Result<()> {
     let session = ctx.begin(&state)?;
     let mut unused = Vec::new();
     for row in state::networks(&state.db)? {
+        // Docker's networks go with `docker network rm`.
+        if state::docker::network_of(&state.db, &row.network.id)?.is_some() {
+            continue;
+        }
         if state::endpoints_where(&state.db, "network_id", &row.network.id)?.is_empty() {
             unused.push(row.network.id);
         }
