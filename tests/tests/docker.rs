@@ -194,9 +194,9 @@ fn docker_containers_on_a_kleene_network_reach_each_other_and_leave_nothing_behi
     assert_eq!(inspect["network"]["subnet"], "10.77.0.0/24", "{inspect}");
     assert_eq!(inspect["network"]["gateway"], "10.77.0.1", "{inspect}");
 
-    for c in ["c1", "c2"] {
-        d.docker(&["run", "-d", "--name", c, "--network", "dnet", "kleene-busybox", "sleep", "600"]).ok();
-    }
+    d.docker(&["run", "-d", "--name", "c1", "--network", "dnet", "-p", "18080:80", "kleene-busybox", "sleep", "600"])
+        .ok();
+    d.docker(&["run", "-d", "--name", "c2", "--network", "dnet", "kleene-busybox", "sleep", "600"]).ok();
     let (ip1, ip2) = (docker_ip(&d, "c1"), docker_ip(&d, "c2"));
     // Each endpoint is a kleene container recording exactly Docker's address (no second
     // allocation: the gateway and the two containers are all that is used).
@@ -219,6 +219,13 @@ fn docker_containers_on_a_kleene_network_reach_each_other_and_leave_nothing_behi
     // A kleene container is refused what only Docker may do with its own.
     let err = sb.kleene(&["container", "stop", names[0]]).err();
     assert!(err.contains("belongs to docker"), "{err}");
+    // Docker's published port is the container's kleene published port.
+    let c1 = containers.as_array().unwrap().iter().find(|c| {
+        let id = c["id"].as_str().unwrap();
+        sb.kleene(&["container", "inspect", id]).json()["container_endpoints"][0]["ip_address"] == ip1.as_str()
+    });
+    let c1 = sb.kleene(&["container", "inspect", c1.unwrap()["id"].as_str().unwrap()]).json();
+    assert_eq!(c1["published"], serde_json::json!(["18080:80/tcp"]), "{c1}");
 
     // A kleene vnet container on the same network.
     sb.kleene(&["container", "create", "-l", "vnet", "-n", &kleene_net, "v"]).ok();
@@ -240,10 +247,40 @@ fn docker_containers_on_a_kleene_network_reach_each_other_and_leave_nothing_behi
     sb.kleene(&["container", "exec", "v", "--", "ping", "-c1", "-W2", &ip2]).ok();
     ping("c1", "10.77.0.1").ok();
 
-    sb.kleene(&["container", "rm", "-f", "v"]).ok();
     d.docker(&["rm", "-f", "c1", "c2"]).ok();
-    assert_eq!(sb.kleene(&["container", "ls", "-a", "--json"]).json(), serde_json::json!([]));
     d.docker(&["network", "rm", "dnet"]).ok();
+    let names = sb.kleene(&["container", "ls", "-a", "--json"]).json();
+    assert_eq!(names.as_array().unwrap().len(), 1, "only v is left: {names}");
+
+    // An existing kleene network, adopted: Docker's container reaches v there, and the
+    // network outlives the Docker network.
+    sb.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.78.0.0/24", "kn"]).ok();
+    sb.kleene(&["network", "connect", "--ip", "10.78.0.9", "kn", "v"]).ok();
+    let opt = "kleene.network=kn";
+    d.docker(&[
+        "network",
+        "create",
+        "-d",
+        "kleene",
+        "--ipam-driver",
+        "kleene",
+        "--subnet",
+        "10.78.0.0/24",
+        "-o",
+        opt,
+        "adopted",
+    ])
+    .ok();
+    d.docker(&["run", "-d", "--name", "c3", "--network", "adopted", "kleene-busybox", "sleep", "600"]).ok();
+    ping("c3", "10.78.0.9").ok();
+    let err = sb.kleene(&["network", "rm", "kn"]).err();
+    assert!(err.contains("docker network rm"), "{err}");
+    d.docker(&["rm", "-f", "c3"]).ok();
+    d.docker(&["network", "rm", "adopted"]).ok();
+    let used = &sb.kleene(&["network", "inspect", "kn"]).json()["address_usage"]["subnet"]["used"];
+    assert_eq!(used, "2", "the gateway and v's address only");
+    sb.kleene(&["container", "rm", "-f", "v"]).ok();
+    sb.kleene(&["network", "rm", "kn"]).ok();
     assert_eq!(sb.kleene(&["network", "ls", "--json"]).json(), serde_json::json!([]), "network left behind");
     assert_eq!(sb.links(), links_before, "interfaces left behind");
     let addrs = sb.sh("ip -br addr").ok();
