@@ -44,35 +44,53 @@ pub fn script(interfaces: &[String]) -> String {
     s
 }
 
-/// Make iptables' FORWARD accept the traffic of `interfaces` (both families), unless that was
-/// the last thing done (`memo` in the run dir says so).
-pub fn allow_forwarding(interfaces: &[String], memo: &Path) -> Result<()> {
-    let wanted = interfaces.join("\n");
-    if std::fs::read_to_string(memo).is_ok_and(|done| done == wanted) {
-        return Ok(());
-    }
-    let mut any = false;
-    for (tool, restore) in [("iptables", "iptables-restore"), ("ip6tables", "ip6tables-restore")] {
-        let (Some(tool), Some(restore)) = (binary(tool), binary(restore)) else { continue };
-        any = true;
+/// The memo of one family: the interfaces last written, one a line.
+fn memo_of(memo: &Path, family: &str) -> PathBuf {
+    memo.with_extension(family)
+}
+
+/// Make iptables' FORWARD accept the traffic of the interfaces of each family (`v4` for
+/// iptables, `v6` for ip6tables). A family is left alone when its list is what was last
+/// written (its memo in the run dir), and never touched while kleene has no network of it:
+/// each change costs a process start or two, so network commands pay it only when needed.
+pub fn allow_forwarding(v4: &[String], v6: &[String], memo: &Path) -> Result<()> {
+    for (family, interfaces, tool, restore) in
+        [("v4", v4, "iptables", "iptables-restore"), ("v6", v6, "ip6tables", "ip6tables-restore")]
+    {
+        let memo = memo_of(memo, family);
+        let wanted = interfaces.join("\n");
+        let done = std::fs::read_to_string(&memo).ok();
+        if done.as_deref() == Some(wanted.as_str()) || (done.is_none() && interfaces.is_empty()) {
+            continue;
+        }
+        let (Some(tool), Some(restore)) = (binary(tool), binary(restore)) else {
+            tracing::debug!("{tool} is not installed: no FORWARD policy to live with");
+            continue;
+        };
         load(&restore, &script(interfaces))?;
-        let jump = ["FORWARD", "-j", CHAIN];
-        let present = Command::new(&tool).args(["-w", "-C"]).args(jump).stderr(Stdio::null()).status()?.success();
-        if !present {
-            let out = Command::new(&tool).args(["-w", "-A"]).args(jump).output()?;
-            if !out.status.success() {
-                bail!(
-                    "{} -A FORWARD -j {CHAIN} failed: {}",
-                    tool.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
+        // The jump, once: a memo means it was made (the memo lives in /run, and `system
+        // reconcile` forgets it).
+        if done.is_none() {
+            let jump = ["FORWARD", "-j", CHAIN];
+            let present = Command::new(&tool).args(["-w", "-C"]).args(jump).stderr(Stdio::null()).status()?.success();
+            if !present {
+                let out = Command::new(&tool).args(["-w", "-A"]).args(jump).output()?;
+                if !out.status.success() {
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    bail!("{} -A FORWARD -j {CHAIN} failed: {}", tool.display(), err.trim());
+                }
             }
         }
+        std::fs::write(&memo, wanted).with_context(|| format!("cannot write {}", memo.display()))?;
     }
-    if !any {
-        tracing::debug!("iptables is not installed: no FORWARD policy to live with");
+    Ok(())
+}
+
+/// Forget what was written (the rules may have been flushed behind kleene's back).
+pub fn forget(memo: &Path) {
+    for family in ["v4", "v6"] {
+        let _ = std::fs::remove_file(memo_of(memo, family));
     }
-    std::fs::write(memo, wanted).with_context(|| format!("cannot write {}", memo.display()))
 }
 
 fn load(restore: &Path, script: &str) -> Result<()> {

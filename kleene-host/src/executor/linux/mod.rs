@@ -325,9 +325,10 @@ impl Executor for LinuxExecutor {
 
     fn apply_firewall(&mut self, rules: &crate::firewall::Ruleset) -> Result<()> {
         nft::apply(rules, &self.run_dir.join(nft::APPLIED))?;
-        let interfaces: Vec<String> =
-            rules.networks.iter().filter(|n| n.forwarded).map(|n| n.network.interface.clone()).collect();
-        iptables::allow_forwarding(&interfaces, &self.run_dir.join(iptables::APPLIED))
+        let forwarded = || rules.networks.iter().filter(|n| n.forwarded).map(|n| &n.network);
+        let v4: Vec<String> = forwarded().filter(|n| n.subnet.is_some()).map(|n| n.interface.clone()).collect();
+        let v6: Vec<String> = forwarded().filter(|n| n.subnet6.is_some()).map(|n| n.interface.clone()).collect();
+        iptables::allow_forwarding(&v4, &v6, &self.run_dir.join(iptables::APPLIED))
     }
 
     fn link_addresses(&mut self, name: &str) -> Result<Vec<IpAddr>> {
@@ -365,7 +366,7 @@ impl Executor for LinuxExecutor {
 
     fn forget_firewall(&mut self) {
         let _ = std::fs::remove_file(self.run_dir.join(nft::APPLIED));
-        let _ = std::fs::remove_file(self.run_dir.join(iptables::APPLIED));
+        iptables::forget(&self.run_dir.join(iptables::APPLIED));
     }
 
     fn apply(&mut self, op: &Op) -> Result<Vec<Fact>> {
