@@ -161,7 +161,7 @@ fn busybox_tar(dir: &Path) -> PathBuf {
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
-    for applet in ["sh", "ping", "ip", "sleep", "cat"] {
+    for applet in ["sh", "ping", "ping6", "ip", "sleep", "cat"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     let tar = dir.join("rootfs.tar");
@@ -187,12 +187,27 @@ fn docker_containers_on_a_kleene_network_reach_each_other_and_leave_nothing_behi
 
     let links_before = sb.links();
     let net_id = d
-        .docker(&["network", "create", "-d", "kleene", "--ipam-driver", "kleene", "--subnet", "10.77.0.0/24", "dnet"])
+        .docker(&[
+            "network",
+            "create",
+            "-d",
+            "kleene",
+            "--ipam-driver",
+            "kleene",
+            "--subnet",
+            "10.77.0.0/24",
+            "--ipv6",
+            "--subnet",
+            "fd77::/64",
+            "dnet",
+        ])
         .ok();
     let kleene_net = format!("docker-{}", &net_id[..12]);
     let inspect = sb.kleene(&["network", "inspect", &kleene_net]).json();
     assert_eq!(inspect["network"]["subnet"], "10.77.0.0/24", "{inspect}");
     assert_eq!(inspect["network"]["gateway"], "10.77.0.1", "{inspect}");
+    assert_eq!(inspect["network"]["subnet6"], "fd77::/64", "{inspect}");
+    assert_eq!(inspect["network"]["gateway6"], "fd77::1", "{inspect}");
 
     d.docker(&["run", "-d", "--name", "c1", "--network", "dnet", "-p", "18080:80", "kleene-busybox", "sleep", "600"])
         .ok();
@@ -242,6 +257,10 @@ fn docker_containers_on_a_kleene_network_reach_each_other_and_leave_nothing_behi
 
     let ping = |c: &str, ip: &str| d.docker(&["exec", c, "ping", "-c1", "-W2", ip]);
     ping("c1", &ip2).ok();
+    let ip6_2 =
+        d.docker(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}", "c2"]).ok();
+    assert!(ip6_2.starts_with("fd77::"), "{ip6_2}");
+    d.docker(&["exec", "c1", "ping6", "-c1", "-W2", &ip6_2]).ok();
     ping("c2", &ip1).ok();
     ping("c1", &v_ip).ok();
     sb.kleene(&["container", "exec", "v", "--", "ping", "-c1", "-W2", &ip2]).ok();
