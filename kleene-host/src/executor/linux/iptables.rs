@@ -12,8 +12,9 @@
 //! nothing: what kleene's networks may exchange is still judged by kleene's nftables table,
 //! whose drops stand. The chain is replaced whole (`iptables-restore --noflush` flushes a chain
 //! it declares) when the set of interfaces changes, and the jump is appended once (after
-//! Docker's `DOCKER-USER`, whose rules therefore still apply). Without iptables installed
-//! there is no one to coexist with, and nothing is done.
+//! Docker's `DOCKER-USER`, whose rules therefore still apply). Without iptables installed, or
+//! while its filter table has no FORWARD chain, there is no one to coexist with, and nothing
+//! is done (a firewall started later is met at the next change, or `system reconcile`).
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -67,6 +68,10 @@ pub fn allow_forwarding(v4: &[String], v6: &[String], memo: &Path) -> Result<()>
             tracing::debug!("{tool} is not installed: no FORWARD policy to live with");
             continue;
         };
+        if done.is_none() && !forward_chain_exists(family) {
+            tracing::debug!("{} has no FORWARD chain here: nothing to live with", tool.display());
+            continue;
+        }
         load(&restore, &script(interfaces))?;
         // The jump, once: a memo means it was made (the memo lives in /run, and `system
         // reconcile` forgets it).
@@ -84,6 +89,19 @@ pub fn allow_forwarding(v4: &[String], v6: &[String], memo: &Path) -> Result<()>
         std::fs::write(&memo, wanted).with_context(|| format!("cannot write {}", memo.display()))?;
     }
     Ok(())
+}
+
+/// Whether iptables' filter table has a FORWARD chain in this namespace, through either
+/// backend: the nftables table iptables-nft keeps (asked in-process through libnftables when
+/// installed), or the legacy tables the kernel lists in /proc. Where none exists nobody can
+/// drop forwarded traffic by iptables policy, and kleene creates no iptables state.
+fn forward_chain_exists(family: &str) -> bool {
+    let (nft_family, legacy) = match family {
+        "v4" => ("ip", "/proc/net/ip_tables_names"),
+        _ => ("ip6", "/proc/net/ip6_tables_names"),
+    };
+    let legacy_filter = std::fs::read_to_string(legacy).is_ok_and(|t| t.lines().any(|l| l == "filter"));
+    legacy_filter || super::nft::load(&format!("list chain {nft_family} filter FORWARD")).is_ok()
 }
 
 /// Forget what was written (the rules may have been flushed behind kleene's back).
