@@ -142,6 +142,12 @@ impl Dockerd {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
+        // A failed test may leave containers: dockerd would wait for each on the way down.
+        let left = self.docker(&["ps", "-aq"]).stdout;
+        let ids: Vec<&str> = left.split_whitespace().collect();
+        if !ids.is_empty() {
+            self.docker(&[&["rm", "-f"][..], &ids].concat());
+        }
         // SAFETY: kill(2) on our own child (sh execs dockerd, nsenter and unshare exec too).
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -211,8 +217,23 @@ fn docker_containers_on_a_kleene_network_reach_each_other_and_leave_nothing_behi
 
     d.docker(&["run", "-d", "--name", "c1", "--network", "dnet", "-p", "18080:80", "kleene-busybox", "sleep", "600"])
         .ok();
-    d.docker(&["run", "-d", "--name", "c2", "--network", "dnet", "kleene-busybox", "sleep", "600"]).ok();
+    // c2 asks for its address (`--ip`): Docker passes it to kleene's IPAM, which takes exactly it.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "c2",
+        "--network",
+        "dnet",
+        "--ip",
+        "10.77.0.50",
+        "kleene-busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
     let (ip1, ip2) = (docker_ip(&d, "c1"), docker_ip(&d, "c2"));
+    assert_eq!(ip2, "10.77.0.50");
     // Each endpoint is a kleene container recording exactly Docker's address (no second
     // allocation: the gateway and the two containers are all that is used).
     let containers = sb.kleene(&["container", "ls", "--json"]).json();
