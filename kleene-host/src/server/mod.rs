@@ -34,6 +34,12 @@ impl Service {
     }
 }
 
+/// Where Docker's plugin protocol is answered unless told otherwise: Docker's plugin
+/// directory on Linux; nowhere where Docker does not run.
+pub fn default_docker_socket() -> Option<PathBuf> {
+    cfg!(target_os = "linux").then(|| PathBuf::from("/run/docker/plugins/kleene.sock"))
+}
+
 /// Serve until SIGTERM or SIGINT: stop accepting, finish the requests in flight, remove the
 /// socket, return. With `docker_socket`, Docker's plugin protocol is answered there too, by
 /// the same service.
