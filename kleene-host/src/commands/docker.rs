@@ -160,8 +160,20 @@ pub fn create_network(
             bail!("Docker network {docker_id} is already known to kleene");
         }
     }
-    let (network_id, owned) = match option(OPT_NETWORK) {
-        Some(name) => (adopt(ctx, &name, v4.as_ref(), v6.as_ref())?, false),
+    let mapping = |network_id: &str, owned| DockerNetwork {
+        docker_id: docker_id.to_string(),
+        network_id: network_id.to_string(),
+        owned,
+    };
+    match option(OPT_NETWORK) {
+        Some(name) => {
+            let id = adopt(ctx, &name, v4.as_ref(), v6.as_ref())?;
+            let mut state = ctx.state()?;
+            let session = ctx.begin(&state)?;
+            apply(ctx, &mut state, session, "docker network create", &Plan::new(), |tx, _| {
+                dstate::insert_network(tx, &mapping(&id, false))
+            })
+        }
         None => {
             let kind = match option(OPT_TYPE) {
                 Some(kind) => kind,
@@ -177,23 +189,11 @@ pub fn create_network(
                 name: format!("docker-{}", &docker_id[..12]),
                 ..NetworkCreate::default()
             };
-            (super::network::create(ctx, &args)?, true)
+            // The network and Docker's record of it commit together.
+            super::network::create_recording(ctx, &args, |tx, id| dstate::insert_network(tx, &mapping(id, true)))?;
+            Ok(())
         }
-    };
-    let mut state = ctx.state()?;
-    let session = ctx.begin(&state)?;
-    let mapping = DockerNetwork { docker_id: docker_id.to_string(), network_id: network_id.clone(), owned };
-    let recorded = apply(ctx, &mut state, session, "docker network create", &Plan::new(), |tx, _| {
-        dstate::insert_network(tx, &mapping)
-    });
-    if let Err(e) = recorded {
-        if owned {
-            drop(state);
-            let _ = super::network::rm(ctx, &[network_id], &mut Vec::new());
-        }
-        return Err(e);
     }
-    Ok(())
 }
 
 /// The gateway setting of a network made for Docker: `auto` (held by the network's interface,
@@ -285,21 +285,13 @@ pub fn delete_network(ctx: &mut Ctx, docker_id: &str) -> Result<()> {
     if n > 0 {
         bail!("Docker network {} still has {n} endpoint(s)", &docker_id[..12]);
     }
-    let session = ctx.begin(&state)?;
-    apply(ctx, &mut state, session, "docker network rm", &Plan::new(), |tx, _| dstate::delete_network(tx, docker_id))?;
-    drop(state);
     if mapping.owned {
-        if let Err(e) = super::network::rm(ctx, std::slice::from_ref(&net.id), &mut Vec::new()) {
-            // Keep Docker's view whole: the network is still there, so is its mapping.
-            let mut state = ctx.state()?;
-            let session = ctx.begin(&state)?;
-            apply(ctx, &mut state, session, "docker network rm (undone)", &Plan::new(), |tx, _| {
-                dstate::insert_network(tx, &mapping)
-            })?;
-            return Err(e);
-        }
+        drop(state);
+        // The network and Docker's record of it go together.
+        return super::network::remove_one_recording(ctx, &net.id, |tx| dstate::delete_network(tx, docker_id));
     }
-    Ok(())
+    let session = ctx.begin(&state)?;
+    apply(ctx, &mut state, session, "docker network rm", &Plan::new(), |tx, _| dstate::delete_network(tx, docker_id))
 }
 
 /// `CreateEndpoint`: a kleene container (stopped, its sandbox Docker's) on the network, with

@@ -126,6 +126,16 @@ fn free_interface(existing: &[NetworkRow], mut taken: impl FnMut(&str) -> bool) 
 
 /// Create a network; its id.
 pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<String> {
+    create_recording(ctx, args, |_, _| Ok(()))
+}
+
+/// [`create`], with `also` (given the new network's id) recorded in the same state
+/// transaction: another front end's own record of the network (Docker's plugin).
+pub fn create_recording(
+    ctx: &mut Ctx,
+    args: &NetworkCreate,
+    also: impl FnOnce(&rusqlite::Connection, &str) -> Result<()>,
+) -> Result<String> {
     validate_name("network", &args.name)?;
     let kind = match &args.kind {
         Some(kind) => kind.clone(),
@@ -222,7 +232,7 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<String> {
                 ipam::init(tx, &network.id, &s, &reserved)?;
             }
         }
-        Ok(())
+        also(tx, &network.id)
     })?;
     Ok(id)
 }
@@ -305,6 +315,29 @@ fn remove(
     ids: &[String],
     removed: &mut Vec<String>,
 ) -> Result<()> {
+    remove_recording(ctx, state, session, ids, removed, |_| Ok(()))
+}
+
+/// Remove network `id` for another front end, with `also` (its own record of the network,
+/// dropped first) in the same state transaction.
+pub fn remove_one_recording(
+    ctx: &mut Ctx,
+    id: &str,
+    also: impl FnOnce(&rusqlite::Connection) -> Result<()>,
+) -> Result<()> {
+    let mut state = ctx.state()?;
+    let session = ctx.begin(&state)?;
+    remove_recording(ctx, &mut state, session, &[id.to_string()], &mut Vec::new(), also)
+}
+
+fn remove_recording(
+    ctx: &mut Ctx,
+    state: &mut state::State,
+    session: super::Session,
+    ids: &[String],
+    removed: &mut Vec<String>,
+    also: impl FnOnce(&rusqlite::Connection) -> Result<()>,
+) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -328,6 +361,7 @@ fn remove(
         many => format!("network rm of {} networks", many.len()),
     };
     apply(ctx, state, session, &what, &plan, |tx, _| {
+        also(tx)?;
         for ep in &endpoints {
             state::delete_endpoint(tx, &ep.id)?;
         }

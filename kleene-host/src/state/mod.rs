@@ -65,7 +65,7 @@ ALTER TABLE journal ADD COLUMN progress INTEGER;
     r#"
 ALTER TABLE containers ADD COLUMN runtime TEXT;
 CREATE TABLE docker_networks (
-    docker_id TEXT PRIMARY KEY, network_id TEXT NOT NULL REFERENCES networks(id),
+    docker_id TEXT PRIMARY KEY, network_id TEXT NOT NULL UNIQUE REFERENCES networks(id),
     owned INTEGER NOT NULL);
 CREATE TABLE docker_endpoints (
     docker_id TEXT PRIMARY KEY, docker_network TEXT NOT NULL REFERENCES docker_networks(docker_id),
