@@ -186,7 +186,7 @@ pub fn create_network(
                 subnet6: v6.as_ref().map(|p| p.pool.clone()),
                 gw: gw(&v4),
                 gw6: gw(&v6),
-                name: format!("docker-{}", &docker_id[..12]),
+                name: format!("docker-{}", dstate::short(docker_id)),
                 ..NetworkCreate::default()
             };
             // The network and Docker's record of it commit together.
@@ -217,7 +217,7 @@ fn adopt(ctx: &Ctx, name: &str, v4: Option<&PoolData>, v6: Option<&PoolData>) ->
         state::resolve(&state.db, "networks", "network", name).map_err(|e| anyhow!("{OPT_NETWORK}={name}: {e:#}"))?;
     let net = state::network_by_id(&state.db, &id)?.network;
     if let Some(other) = dstate::network_of(&state.db, &id)? {
-        bail!("kleene network '{name}' already serves Docker network {}", &other[..12]);
+        bail!("kleene network '{name}' already serves Docker network {}", dstate::short(&other));
     }
     for (pool, subnet, flag) in [(v4, net.subnet, "--subnet"), (v6, net.subnet6, "--subnet (IPv6)")] {
         let given = pool.map(|p| p.pool.as_str()).filter(|p| !p.is_empty());
@@ -283,7 +283,7 @@ pub fn delete_network(ctx: &mut Ctx, docker_id: &str) -> Result<()> {
             .db
             .query_row("SELECT COUNT(*) FROM docker_endpoints WHERE docker_network = ?1", [docker_id], |r| r.get(0))?;
     if n > 0 {
-        bail!("Docker network {} still has {n} endpoint(s)", &docker_id[..12]);
+        bail!("Docker network {} still has {n} endpoint(s)", dstate::short(docker_id));
     }
     if mapping.owned {
         drop(state);
@@ -307,7 +307,7 @@ pub fn create_endpoint(
     let mut state = ctx.state()?;
     let (_, net) = docker_network(&state, docker_net)?;
     if dstate::endpoint(&state.db, docker_ep)?.is_some() {
-        bail!("Docker endpoint {} already exists", &docker_ep[..12]);
+        bail!("Docker endpoint {} already exists", dstate::short(docker_ep));
     }
     let (driver, stack) = handoff_driver(ctx, &net.kind)?;
     let session = ctx.begin(&state)?;
@@ -326,8 +326,12 @@ pub fn create_endpoint(
     }
     // Either every address came from kleene's IPAM (taken already) or none did.
     let took_addresses = free.first().copied().unwrap_or(false);
-    let container =
-        Container { id: state::new_id(), name: format!("docker-{}", &docker_ep[..12]), driver, running: false };
+    let container = Container {
+        id: state::new_id(),
+        name: format!("docker-{}", dstate::short(docker_ep)),
+        driver,
+        running: false,
+    };
     let endpoint = Endpoint {
         id: state::new_id(),
         network_id: net.id.clone(),
@@ -363,7 +367,7 @@ fn endpoint_parts(state: &State, docker_ep: &str) -> Result<(DockerEndpoint, Con
     let attachment = attachments(&state.db, &container.id)?
         .into_iter()
         .next()
-        .ok_or_else(|| anyhow!("Docker endpoint {} has no kleene endpoint", &docker_ep[..12]))?;
+        .ok_or_else(|| anyhow!("Docker endpoint {} has no kleene endpoint", dstate::short(docker_ep)))?;
     Ok((mapping, container, attachment))
 }
 
@@ -372,7 +376,7 @@ pub fn join(ctx: &mut Ctx, docker_ep: &str, sandbox_key: &str) -> Result<Joined>
     let mut state = ctx.state()?;
     let (_, container, mut attachment) = endpoint_parts(&state, docker_ep)?;
     if container.running {
-        bail!("Docker endpoint {} has joined a sandbox already", &docker_ep[..12]);
+        bail!("Docker endpoint {} has joined a sandbox already", dstate::short(docker_ep));
     }
     let session = ctx.begin(&state)?;
     let driver = ctx.plugin(&container.driver, PluginKind::Driver)?;

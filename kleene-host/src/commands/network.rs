@@ -277,7 +277,10 @@ pub fn rm(ctx: &mut Ctx, idents: &[String], removed: &mut Vec<String>) -> Result
     for ident in idents {
         let id = state::resolve(&state.db, "networks", "network", ident)?;
         if let Some(docker) = state::docker::network_of(&state.db, &id)? {
-            bail!("network {ident} serves Docker network {}: remove it with docker network rm", &docker[..12]);
+            bail!(
+                "network {ident} serves Docker network {}: remove it with docker network rm",
+                state::docker::short(&docker)
+            );
         }
         if !ids.contains(&id) {
             ids.push(id);

@@ -99,3 +99,8 @@ pub fn runtime_of(db: &Connection, container_id: &str) -> Result<Option<String>>
         .optional()?
         .flatten())
 }
+
+/// The first 12 digits of a Docker id, as `docker` shows them (all of a shorter text).
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
