@@ -326,12 +326,8 @@ pub fn create_endpoint(
     }
     // Either every address came from kleene's IPAM (taken already) or none did.
     let took_addresses = free.first().copied().unwrap_or(false);
-    let container = Container {
-        id: state::new_id(),
-        name: format!("docker-{}", dstate::short(docker_ep)),
-        driver,
-        running: false,
-    };
+    let container =
+        Container { id: state::new_id(), name: format!("docker-{}", dstate::short(docker_ep)), driver, running: false };
     let endpoint = Endpoint {
         id: state::new_id(),
         network_id: net.id.clone(),
