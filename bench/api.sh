@@ -30,7 +30,7 @@ cli_detach=$(cli_detach cli "$N")
 # The API path: one server, one client, one connection.
 SERVER_PID=
 stop_server() { if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; fi; }
-$K serve --socket "$W/kleened.sock" 2>"$W/serve.log" &
+$K serve --socket "$W/kleened.sock" --no-docker 2>"$W/serve.log" &
 SERVER_PID=$!
 for _ in $(seq 1 100); do [ -S "$W/kleened.sock" ] && break; sleep 0.05; done
 python3 "$ROOT/bench/lib/api_client.py" "$W/kleened.sock" bench "$N" "$CHUNK" > "$W/api.txt"

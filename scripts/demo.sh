@@ -64,7 +64,7 @@ kleene --dry-run --os freebsd container start web
 kleene network inspect frontend
 
 echo "== the same host over Kleene's HTTP API: kleene serve, driven by Kleene's own client klee"
-target/release/kleene --state-dir "$W/state" --run-dir "$W/run" serve --socket "$W/api.sock" 2>"$W/serve.log" &
+target/release/kleene --state-dir "$W/state" --run-dir "$W/run" serve --socket "$W/api.sock" --docker-socket "$W/docker.sock" 2>"$W/serve.log" &
 server=$!
 for _ in $(seq 50); do [ -S "$W/api.sock" ] && break; sleep 0.1; done
 klee() { echo "+ klee $*" >&2; /opt/kleene-test/klee-venv/bin/klee --host "http://$W/api.sock" "$@"; }

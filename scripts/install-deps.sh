@@ -2,8 +2,9 @@
 # Installs what kleene's build, tests, demo and benchmarks need on Debian (run as root).
 set -euo pipefail
 pkgs=(iproute2 nftables iputils-ping python3 bison gcc util-linux procps containernetworking-plugins netavark hyperfine bc)
-pkgs+=(aardvark-dns)                  # container DNS (docs/dns.md)
-pkgs+=(containerd runc busybox-static) # runtimes: ctr run --cni (docs/runtimes.md)
+pkgs+=(aardvark-dns)                   # container DNS (docs/dns.md)
+pkgs+=(containerd runc busybox-static)  # runtimes: ctr run --cni (docs/runtimes.md)
+pkgs+=(docker.io iptables)              # the Docker plugin test: a private dockerd, a busybox image
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

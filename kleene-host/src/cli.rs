@@ -57,6 +57,13 @@ pub enum Command {
         /// The socket to listen on (a stale socket file is replaced; a live one is refused).
         #[arg(long, env = "KLEENE_SOCKET", default_value = "/var/run/kleened.sock")]
         socket: std::path::PathBuf,
+        /// Where Docker's plugin protocol is answered (network driver and IPAM `kleene`).
+        /// Default on Linux: /run/docker/plugins/kleene.sock, where Docker finds plugins.
+        #[arg(long, env = "KLEENE_DOCKER_SOCKET")]
+        docker_socket: Option<std::path::PathBuf>,
+        /// Do not answer Docker's plugin protocol.
+        #[arg(long, conflicts_with = "docker_socket")]
+        no_docker: bool,
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },

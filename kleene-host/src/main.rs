@@ -33,7 +33,10 @@ fn run(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
         }
         Command::Container(cmd) => container_command(ctx, cmd)?,
         Command::System(SystemCmd::Reconcile) => system::reconcile(ctx)?,
-        Command::Serve { socket } => kleene::server::serve(ctx, socket)?,
+        Command::Serve { socket, docker_socket, no_docker } => {
+            let docker = docker_socket.or_else(kleene::server::default_docker_socket).filter(|_| !no_docker);
+            kleene::server::serve(ctx, socket, docker)?
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kleene", &mut std::io::stdout());
         }

@@ -201,3 +201,35 @@ fn a_stop_is_undone_by_what_start_did() {
     assert_eq!(rejoins, joins);
     assert_eq!(stop.steps.last().unwrap().undo, vec![sandbox.op.clone()]);
 }
+
+/// Docker's Join (`runtime_join`): a pair with both ends on the host, the host end on the
+/// bridge; nothing inside the sandbox (Docker moves the peer and configures it). Its leave
+/// deletes the host end, wherever the peer is by then.
+#[test]
+fn runtime_join_hands_a_host_pair_to_the_runtime() {
+    let net = bridge(Gw::Auto("10.0.0.1"), Gw::None);
+    let a = attach(&net, Some("10.0.0.2"), None);
+    let join = Call::RuntimeJoin { container: container("vnet", true), attachment: a.clone() };
+    assert_eq!(
+        linux(&Vnet, join.clone()),
+        lines(&[
+            "ip link add kve00000000002 type veth peer name kwe00000000002",
+            "ip link set kve00000000002 master kleene1",
+            "ip link set kve00000000002 up",
+        ])
+    );
+    assert_eq!(
+        freebsd(&Vnet, join),
+        lines(&[
+            "pair0=$(ifconfig epair create)",
+            r#"ifconfig "${pair0%a}b" name kwe00000000002 >/dev/null"#,
+            r#"ifconfig "$pair0" name kve00000000002 >/dev/null"#,
+            "on_failure 'ifconfig kve00000000002 destroy'",
+            "ifconfig kleene1 addm kve00000000002",
+            "ifconfig kve00000000002 up",
+        ])
+    );
+    let leave =
+        Call::RuntimeLeave { container: container("vnet", true), attachment: running(a, HOST_END_1, "kwe00000000002") };
+    assert_eq!(linux(&Vnet, leave), lines(&["ip link set kve00000000002 nomaster", "ip link del kve00000000002"]));
+}

@@ -123,6 +123,19 @@ pub enum Call {
         attachment: Attachment,
         others: Vec<Attachment>,
     },
+    /// Join one network for a runtime that owns the container's sandbox and moves the
+    /// interface into it itself (Docker's network-driver protocol): the pair is made with
+    /// both ends on the host (`Op::CreateHandoffPair`), the host end joined to the network;
+    /// the runtime gives the peer its addresses and routes. (API 1.2)
+    RuntimeJoin {
+        container: Container,
+        attachment: Attachment,
+    },
+    /// Undo `RuntimeJoin` (the runtime has moved the peer back to the host, or it is gone).
+    RuntimeLeave {
+        container: Container,
+        attachment: Attachment,
+    },
 }
 
 impl Call {
@@ -134,6 +147,8 @@ impl Call {
             Call::ContainerStop { .. } => "container_stop",
             Call::ContainerConnect { .. } => "container_connect",
             Call::ContainerDisconnect { .. } => "container_disconnect",
+            Call::RuntimeJoin { .. } => "runtime_join",
+            Call::RuntimeLeave { .. } => "runtime_leave",
         }
     }
 }

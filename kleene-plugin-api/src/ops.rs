@@ -91,6 +91,15 @@ pub enum Op {
         peer: String,
         sandbox: String,
     },
+    /// A pair with both ends on the host, for a runtime that moves `peer` into a sandbox of
+    /// its own and configures it there (Docker's Join): `sandbox` names the container record
+    /// the pair belongs to, whose sandbox kleene neither makes nor enters. Removed by
+    /// `DeletePair`, which deletes the host end wherever the peer is by then. (API 1.2)
+    CreateHandoffPair {
+        host: String,
+        peer: String,
+        sandbox: String,
+    },
     AttachToBridge {
         bridge: String,
         member: String,
@@ -135,7 +144,9 @@ impl Op {
             SetLinkDown { name, sandbox } => SetLinkUp { name, sandbox },
             AddAddress { link, address, prefix, sandbox } => RemoveAddress { link, address, prefix, sandbox },
             RemoveAddress { link, address, prefix, sandbox } => AddAddress { link, address, prefix, sandbox },
-            CreatePair { host, peer, sandbox } => DeletePair { host, peer, sandbox },
+            CreatePair { host, peer, sandbox } | CreateHandoffPair { host, peer, sandbox } => {
+                DeletePair { host, peer, sandbox }
+            }
             DeletePair { host, peer, sandbox } => CreatePair { host, peer, sandbox },
             AttachToBridge { bridge, member } => DetachFromBridge { bridge, member },
             DetachFromBridge { bridge, member } => AttachToBridge { bridge, member },
@@ -180,6 +191,7 @@ impl Op {
             RemoveAddress { .. } => "remove_address",
             CreatePair { .. } => "create_pair",
             DeletePair { .. } => "delete_pair",
+            CreateHandoffPair { .. } => "create_handoff_pair",
             AttachToBridge { .. } => "attach_to_bridge",
             DetachFromBridge { .. } => "detach_from_bridge",
             AddDefaultRoute { .. } => "add_default_route",

@@ -86,3 +86,78 @@ pub fn leave_after(plan: &mut Plan, sandbox: &str, a: &Attachment, planned_host:
     let undo = rejoin.steps.into_iter().map(|s| s.op).collect();
     plan.push_with_undo(Op::DeletePair { host, peer, sandbox: sandbox.to_string() }, undo);
 }
+
+/// Join one network for a runtime that moves the peer into its own sandbox: the pair with
+/// both ends on the host, the host end on the bridge and up. The runtime moves `peer`,
+/// renames it and gives it the endpoint's addresses and routes, so none of that is planned.
+pub fn hand_off(plan: &mut Plan, sandbox: &str, a: &Attachment, host: String, peer: String) {
+    plan.push(Op::CreateHandoffPair { host: host.clone(), peer, sandbox: sandbox.to_string() });
+    plan.push(Op::AttachToBridge { bridge: a.network.interface.clone(), member: host.clone() });
+    plan.push(Op::SetLinkUp { name: host, sandbox: None });
+}
+
+/// Undo [`hand_off`]: the host end off the bridge, the pair deleted (wherever the runtime
+/// left the peer). A rolled-back removal hands a new pair off again, as `hand_off` did.
+pub fn take_back(plan: &mut Plan, sandbox: &str, a: &Attachment, planned_host: String, planned_peer: String) {
+    let host = a.endpoint.epair.clone().unwrap_or(planned_host);
+    let peer = a.endpoint.interface.clone().unwrap_or(planned_peer);
+    let mut again = Plan::new();
+    hand_off(&mut again, sandbox, a, host.clone(), peer.clone());
+    plan.push(Op::DetachFromBridge { bridge: a.network.interface.clone(), member: host.clone() });
+    let undo = again.steps.into_iter().map(|s| s.op).collect();
+    plan.push_with_undo(Op::DeletePair { host, peer, sandbox: sandbox.to_string() }, undo);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Endpoint, Network};
+
+    fn attachment() -> Attachment {
+        let mut network = Network::new("aaaaaaaaaaaa", "n", "bridge", "kleene0");
+        network.subnet = Some("10.0.0.0/24".parse().unwrap());
+        network.gateway = Some("10.0.0.1".parse().unwrap());
+        let endpoint = Endpoint {
+            id: "bbbbbbbbbbbb".into(),
+            network_id: network.id.clone(),
+            container_id: "cccccccccccc".into(),
+            epair: None,
+            interface: None,
+            ip_address: Some("10.0.0.2".parse().unwrap()),
+            ip_address6: None,
+        };
+        Attachment { network, endpoint }
+    }
+
+    #[test]
+    fn a_handed_off_pair_stays_on_the_host_and_plans_nothing_inside_the_sandbox() {
+        let mut plan = Plan::new();
+        hand_off(&mut plan, "cccccccccccc", &attachment(), "kvb".into(), "kwb".into());
+        let ops: Vec<Op> = plan.steps.into_iter().map(|s| s.op).collect();
+        assert_eq!(
+            ops,
+            vec![
+                Op::CreateHandoffPair { host: "kvb".into(), peer: "kwb".into(), sandbox: "cccccccccccc".into() },
+                Op::AttachToBridge { bridge: "kleene0".into(), member: "kvb".into() },
+                Op::SetLinkUp { name: "kvb".into(), sandbox: None },
+            ]
+        );
+    }
+
+    #[test]
+    fn taking_a_pair_back_is_undone_by_handing_it_off_again() {
+        let mut a = attachment();
+        a.endpoint.epair = Some("kvb".into());
+        a.endpoint.interface = Some("kwb".into());
+        let mut plan = Plan::new();
+        take_back(&mut plan, "cccccccccccc", &a, "unused".into(), "unused".into());
+        let delete = &plan.steps[1];
+        assert_eq!(
+            delete.op,
+            Op::DeletePair { host: "kvb".into(), peer: "kwb".into(), sandbox: "cccccccccccc".into() }
+        );
+        let mut again = Plan::new();
+        hand_off(&mut again, "cccccccccccc", &a, "kvb".into(), "kwb".into());
+        assert_eq!(delete.undo, again.steps.into_iter().map(|s| s.op).collect::<Vec<_>>());
+    }
+}

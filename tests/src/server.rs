@@ -30,10 +30,18 @@ pub struct Server<'a> {
 impl Sandbox {
     /// Start `kleene serve` in this namespace and wait until it answers.
     pub fn serve(&self) -> Server<'_> {
+        self.serve_with(&["--no-docker"])
+    }
+
+    /// [`Sandbox::serve`] with more arguments for `kleene serve`.
+    pub fn serve_with(&self, extra: &[&str]) -> Server<'_> {
         let socket = self.dir.path().join("kleened.sock");
         let log = self.dir.path().join("serve.log");
+        let mut args = vec!["serve".to_string(), "--socket".into(), socket.display().to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let child = self
-            .kleene_command(&["serve", "--socket", &socket.display().to_string()])
+            .kleene_command(&args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("server log"))
             .spawn()

@@ -117,7 +117,9 @@ pub fn planned_links(plan: &Plan, network: &Network) -> Option<(String, String)>
         _ => None,
     })?;
     let peer = plan.steps.iter().find_map(|s| match &s.op {
-        Op::CreatePair { host, peer, .. } if *host == member => Some(peer.clone()),
+        Op::CreatePair { host, peer, .. } | Op::CreateHandoffPair { host, peer, .. } if *host == member => {
+            Some(peer.clone())
+        }
         _ => None,
     });
     Some((member, peer.unwrap_or_default()))
@@ -154,6 +156,7 @@ pub fn resolve_pair(state: &State, network: &str, container: &str) -> Result<(Co
     let cid = state::resolve(&state.db, "containers", "container", container)?;
     let nid = state::resolve(&state.db, "networks", "network", network)?;
     let container = state::container_by_id(&state.db, &cid)?;
+    ensure_kleenes(state, &container)?;
     let row = state::network_by_id(&state.db, &nid)?;
     Ok((container, row))
 }
@@ -204,4 +207,13 @@ pub fn disconnect(ctx: &mut Ctx, network: &str, container: &str) -> Result<()> {
     let plan = disconnect_plan(ctx, &state, &row.network, &ep)?;
     let what = format!("network disconnect {} {}", row.network.name, container.name);
     super::apply(ctx, &mut state, session, &what, &plan, |tx, _| forget_endpoint(tx, &ep))
+}
+
+/// Refuse to change a container whose sandbox another runtime owns (a Docker endpoint):
+/// that runtime joins and leaves its networks.
+pub fn ensure_kleenes(state: &State, container: &Container) -> Result<()> {
+    if let Some(runtime) = state::docker::runtime_of(&state.db, &container.id)? {
+        bail!("container {} belongs to {runtime}: manage it with {runtime}", container.name);
+    }
+    Ok(())
 }

@@ -101,11 +101,18 @@ fn find(state: &State, ident: &str) -> Result<Container> {
     state::container_by_id(&state.db, &id)
 }
 
+/// [`find`], for a change: a container another runtime owns is refused.
+fn find_own(state: &State, ident: &str) -> Result<Container> {
+    let c = find(state, ident)?;
+    attach::ensure_kleenes(state, &c)?;
+    Ok(c)
+}
+
 /// Start a container; its id.
 pub fn start(ctx: &mut Ctx, ident: &str) -> Result<String> {
     let mut state = ctx.state()?;
     let session = ctx.begin(&state)?;
-    let container = find(&state, ident)?;
+    let container = find_own(&state, ident)?;
     if container.running {
         bail!("container {} is already running", container.name);
     }
@@ -146,7 +153,7 @@ pub fn record_start(tx: &Connection, c: &Container, attachments: &[Attachment]) 
 pub fn stop(ctx: &mut Ctx, ident: &str) -> Result<String> {
     let mut state = ctx.state()?;
     let session = ctx.begin(&state)?;
-    let container = find(&state, ident)?;
+    let container = find_own(&state, ident)?;
     if !container.running {
         bail!("container {} is not running", container.name);
     }
@@ -180,7 +187,7 @@ pub fn stop_plan(ctx: &mut Ctx, state: &State, container: &Container) -> Result<
 pub fn rm(ctx: &mut Ctx, idents: &[String], force: bool, removed: &mut Vec<String>) -> Result<()> {
     for ident in idents {
         let mut state = ctx.state()?;
-        let container = find(&state, ident)?;
+        let container = find_own(&state, ident)?;
         if container.running {
             if !force {
                 bail!("container {} is running: stop it first or use rm -f", container.name);
@@ -258,7 +265,7 @@ pub fn inspect(ctx: &Ctx, ident: &str) -> Result<serde_json::Value> {
 
 pub fn exec(ctx: &mut Ctx, ident: &str, command: &[String]) -> Result<i32> {
     let state = ctx.read_state()?;
-    let c = find(&state, ident)?;
+    let c = find_own(&state, ident)?;
     if !c.running {
         bail!("container {} is not running: start it first", c.name);
     }

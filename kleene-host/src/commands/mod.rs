@@ -4,6 +4,7 @@
 pub mod adopted;
 pub mod attach;
 pub mod container;
+pub mod docker;
 pub mod network;
 pub mod output;
 pub mod plugin;

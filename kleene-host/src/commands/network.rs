@@ -126,6 +126,16 @@ fn free_interface(existing: &[NetworkRow], mut taken: impl FnMut(&str) -> bool) 
 
 /// Create a network; its id.
 pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<String> {
+    create_recording(ctx, args, |_, _| Ok(()))
+}
+
+/// [`create`], with `also` (given the new network's id) recorded in the same state
+/// transaction: another front end's own record of the network (Docker's plugin).
+pub fn create_recording(
+    ctx: &mut Ctx,
+    args: &NetworkCreate,
+    also: impl FnOnce(&rusqlite::Connection, &str) -> Result<()>,
+) -> Result<String> {
     validate_name("network", &args.name)?;
     let kind = match &args.kind {
         Some(kind) => kind.clone(),
@@ -225,7 +235,7 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<String> {
                 ipam::init(tx, &network.id, &s, &reserved)?;
             }
         }
-        Ok(())
+        also(tx, &network.id)
     })?;
     Ok(id)
 }
@@ -296,6 +306,12 @@ pub fn rm(ctx: &mut Ctx, idents: &[String], removed: &mut Vec<String>) -> Result
     let mut ids: Vec<String> = Vec::new();
     for ident in idents {
         let id = state::resolve(&state.db, "networks", "network", ident)?;
+        if let Some(docker) = state::docker::network_of(&state.db, &id)? {
+            bail!(
+                "network {ident} serves Docker network {}: remove it with docker network rm",
+                state::docker::short(&docker)
+            );
+        }
         if !ids.contains(&id) {
             ids.push(id);
         }
@@ -310,6 +326,10 @@ pub fn prune(ctx: &mut Ctx, removed: &mut Vec<String>) -> Result<()> {
     let session = ctx.begin(&state)?;
     let mut unused = Vec::new();
     for row in state::networks(&state.db)? {
+        // Docker's networks go with `docker network rm`.
+        if state::docker::network_of(&state.db, &row.network.id)?.is_some() {
+            continue;
+        }
         if state::endpoints_where(&state.db, "network_id", &row.network.id)?.is_empty() {
             unused.push(row.network.id);
         }
@@ -327,6 +347,29 @@ fn remove(
     session: super::Session,
     ids: &[String],
     removed: &mut Vec<String>,
+) -> Result<()> {
+    remove_recording(ctx, state, session, ids, removed, |_| Ok(()))
+}
+
+/// Remove network `id` for another front end, with `also` (its own record of the network,
+/// dropped first) in the same state transaction.
+pub fn remove_one_recording(
+    ctx: &mut Ctx,
+    id: &str,
+    also: impl FnOnce(&rusqlite::Connection) -> Result<()>,
+) -> Result<()> {
+    let mut state = ctx.state()?;
+    let session = ctx.begin(&state)?;
+    remove_recording(ctx, &mut state, session, &[id.to_string()], &mut Vec::new(), also)
+}
+
+fn remove_recording(
+    ctx: &mut Ctx,
+    state: &mut state::State,
+    session: super::Session,
+    ids: &[String],
+    removed: &mut Vec<String>,
+    also: impl FnOnce(&rusqlite::Connection) -> Result<()>,
 ) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
@@ -351,6 +394,7 @@ fn remove(
         many => format!("network rm of {} networks", many.len()),
     };
     apply(ctx, state, session, &what, &plan, |tx, _| {
+        also(tx)?;
         for ep in &endpoints {
             state::delete_endpoint(tx, &ep.id)?;
         }

@@ -53,6 +53,10 @@ fn restore_networks(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor) -
 /// a partial one is torn down first (teardown of what is missing counts as done).
 fn restore_containers(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor) -> Result<()> {
     for c in state::containers(&state.db)?.into_iter().filter(|c| c.running) {
+        // A runtime's sandbox (Docker's) is the runtime's to rebuild, not kleene's.
+        if state::docker::runtime_of(&state.db, &c.id)?.is_some() {
+            continue;
+        }
         let (plan, attachments) = start_plan(ctx, state, &c)?;
         let stack = ctx.plugin(&c.driver, PluginKind::Driver)?.stack();
         if exec.sandbox_intact(&c.id, stack)? {

@@ -128,6 +128,7 @@ impl FreeBsdRenderer {
             }
             Op::RemoveAddress { link, address, sandbox, .. } => self.remove_address(link, *address, sandbox.as_deref()),
             Op::CreatePair { host, peer, sandbox } => self.create_pair(host, peer, sandbox, None),
+            Op::CreateHandoffPair { host, peer, .. } => self.handoff_pair(host, peer),
             // Destroying one end of an epair destroys both.
             Op::DeletePair { host, .. } => self.run(destroy(host)),
             Op::AttachToBridge { bridge, member } => {
@@ -156,7 +157,9 @@ impl FreeBsdRenderer {
     /// An address on an interface this script created goes with the interface.
     fn registration(&self, op: &Op, undo: &[Op]) -> Option<String> {
         let creates = match op {
-            Op::CreateLink { .. } | Op::CreatePair { .. } | Op::CreateSandbox { .. } => true,
+            Op::CreateLink { .. } | Op::CreatePair { .. } | Op::CreateHandoffPair { .. } | Op::CreateSandbox { .. } => {
+                true
+            }
             Op::AddAddress { link, sandbox: None, .. } => !self.created_links.contains(link),
             _ => false,
         };
@@ -316,6 +319,15 @@ impl FreeBsdRenderer {
         } else {
             self.run(format!("ifconfig \"${{{var}%a}}b\" vnet {}", word(jail)));
         }
+    }
+
+    /// An epair whose two ends stay on the host, named as planned, for a runtime to move.
+    fn handoff_pair(&mut self, host: &str, peer: &str) {
+        let var = format!("pair{}", self.pairs);
+        self.pairs += 1;
+        self.run(format!("{var}=$(ifconfig epair create)"));
+        self.run(format!("ifconfig \"${{{var}%a}}b\" name {} >/dev/null", word(peer)));
+        self.run(format!("ifconfig \"${var}\" name {} >/dev/null", word(host)));
     }
 
     fn restrict(&mut self, jail: &str, addresses: &[Cidr]) {

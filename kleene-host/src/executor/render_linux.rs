@@ -40,6 +40,9 @@ impl LinuxRenderer {
             Op::CreatePair { host, peer, sandbox } => {
                 self.run(format!("ip link add {host} type veth peer name {peer} netns {sandbox}"));
             }
+            Op::CreateHandoffPair { host, peer, .. } => {
+                self.run(format!("ip link add {host} type veth peer name {peer}"));
+            }
             // Deleting one end of a veth pair deletes both.
             Op::DeletePair { host, .. } => self.run(format!("ip link del {host}")),
             Op::AttachToBridge { bridge, member } => self.run(format!("ip link set {member} master {bridge}")),

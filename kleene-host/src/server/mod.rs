@@ -5,6 +5,7 @@
 //! the server takes the same lock, and SQLite is the only truth for both).
 
 mod api;
+mod docker;
 mod socket;
 
 use crate::commands::{system, Ctx};
@@ -33,9 +34,16 @@ impl Service {
     }
 }
 
+/// Where Docker's plugin protocol is answered unless told otherwise: Docker's plugin
+/// directory on Linux; nowhere where Docker does not run.
+pub fn default_docker_socket() -> Option<PathBuf> {
+    cfg!(target_os = "linux").then(|| PathBuf::from("/run/docker/plugins/kleene.sock"))
+}
+
 /// Serve until SIGTERM or SIGINT: stop accepting, finish the requests in flight, remove the
-/// socket, return.
-pub fn serve(ctx: &mut Ctx, socket: PathBuf) -> Result<()> {
+/// socket, return. With `docker_socket`, Docker's plugin protocol is answered there too, by
+/// the same service.
+pub fn serve(ctx: &mut Ctx, socket: PathBuf, docker_socket: Option<PathBuf>) -> Result<()> {
     // main() restores SIGPIPE's default for the one-shot CLI; a server answering a client that
     // has hung up would be killed by it, silently. Ignored, the write fails with EPIPE and
     // only that connection ends.
@@ -44,6 +52,16 @@ pub fn serve(ctx: &mut Ctx, socket: PathBuf) -> Result<()> {
     // Like kleened at start: rebuild what state says exists (interfaces, sandboxes, firewall).
     system::reconcile(ctx).context("cannot reconcile the host with state at start")?;
     let listener = socket::bind(&socket)?;
+    let docker_listener = match &docker_socket {
+        Some(path) => match socket::bind(path) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                socket::remove(&socket);
+                return Err(e.context("cannot answer Docker's plugin protocol (--no-docker turns it off)"));
+            }
+        },
+        None => None,
+    };
     let service = Service { ctx: Arc::new(Mutex::new(ctx.detached())) };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -51,15 +69,42 @@ pub fn serve(ctx: &mut Ctx, socket: PathBuf) -> Result<()> {
         .build()
         .context("cannot start the server's runtime")?;
     let shown = socket.display().to_string();
+    let docker_shown = docker_socket.as_ref().map(|p| p.display().to_string());
     let result = runtime.block_on(async move {
         let listener = tokio::net::UnixListener::from_std(listener)?;
+        // One signal stops both servers.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let docker = match (docker_listener, &docker_shown) {
+            (Some(l), Some(shown)) => {
+                let l = tokio::net::UnixListener::from_std(l)?;
+                tracing::info!("answering Docker's plugin protocol on {shown}");
+                eprintln!("kleene: Docker plugin 'kleene' on {shown}");
+                let app = docker::router(service.clone());
+                let server = axum::serve(l, app).with_graceful_shutdown(until_stopped(stopped.clone()));
+                Some(tokio::spawn(async move { server.await }))
+            }
+            _ => None,
+        };
         tracing::info!("serving Kleene's API on {shown}");
         eprintln!("kleene: serving on {shown}");
-        axum::serve(listener, api::router(service)).with_graceful_shutdown(shutdown_signal()).await?;
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        axum::serve(listener, api::router(service)).with_graceful_shutdown(until_stopped(stopped)).await?;
+        if let Some(docker) = docker {
+            docker.await??;
+        }
         tracing::info!("stopped serving on {shown}");
         anyhow::Ok(())
     });
     socket::remove(&socket);
+    if let Some(path) = &docker_socket {
+        socket::remove(path);
+    }
     // The host ends of pairs stopped just before are deleted before the server exits.
     crate::executor::finish_background_work(std::time::Duration::from_secs(10));
     result

@@ -134,6 +134,9 @@ fn touches(op: &Op) -> (Option<&str>, Vec<&str>, Vec<&str>) {
         Op::CreatePair { host, peer, sandbox } | Op::DeletePair { host, peer, sandbox } => {
             (Some(sandbox), vec![host], vec![peer])
         }
+        // Both ends start on the host; the peer is judged by its name only (the runtime
+        // may have moved it).
+        Op::CreateHandoffPair { host, peer, sandbox } => (Some(sandbox), vec![host], vec![peer]),
         Op::AttachToBridge { bridge, member } | Op::DetachFromBridge { bridge, member } => {
             (None, vec![bridge, member], vec![])
         }

@@ -2,6 +2,7 @@
 //! lock file that serialises host changes between concurrent `kleene` processes.
 
 pub mod checked;
+pub mod docker;
 pub mod ipam;
 mod records;
 
@@ -64,6 +65,17 @@ ALTER TABLE journal ADD COLUMN progress INTEGER;
     r#"
 ALTER TABLE networks ADD COLUMN dns INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE endpoints ADD COLUMN aliases TEXT NOT NULL DEFAULT '';
+"#,
+    // Containers whose sandbox a runtime owns (`runtime` names it; NULL: kleene's own), and
+    // how Docker's networks and endpoints map onto kleene's (see `docker.rs`).
+    r#"
+ALTER TABLE containers ADD COLUMN runtime TEXT;
+CREATE TABLE docker_networks (
+    docker_id TEXT PRIMARY KEY, network_id TEXT NOT NULL UNIQUE REFERENCES networks(id),
+    owned INTEGER NOT NULL);
+CREATE TABLE docker_endpoints (
+    docker_id TEXT PRIMARY KEY, docker_network TEXT NOT NULL REFERENCES docker_networks(docker_id),
+    container_id TEXT NOT NULL REFERENCES containers(id), took_addresses INTEGER NOT NULL);
 "#,
 ];
 

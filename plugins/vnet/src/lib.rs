@@ -12,6 +12,12 @@ pub fn host_end(a: &Attachment) -> String {
     format!("kv{}", &a.endpoint.id[..a.endpoint.id.len().min(12)])
 }
 
+/// The peer of a pair handed to a runtime: it waits on the host, so it needs a host-unique
+/// name too until the runtime moves and renames it.
+pub fn handoff_peer(a: &Attachment) -> String {
+    format!("kw{}", &a.endpoint.id[..a.endpoint.id.len().min(12)])
+}
+
 fn join(plan: &mut Plan, sandbox: &str, a: &Attachment, peer: String, earlier: &[Attachment]) {
     pairs::join(plan, sandbox, a, host_end(a), peer, earlier);
 }
@@ -54,6 +60,12 @@ impl Plugin for Vnet {
                 leave(&mut plan, &container.id, attachment, &[]);
             }
             Call::ContainerConnect { .. } | Call::ContainerDisconnect { .. } => {}
+            Call::RuntimeJoin { container, attachment } => {
+                pairs::hand_off(&mut plan, &container.id, attachment, host_end(attachment), handoff_peer(attachment));
+            }
+            Call::RuntimeLeave { container, attachment } => {
+                pairs::take_back(&mut plan, &container.id, attachment, host_end(attachment), handoff_peer(attachment));
+            }
             other => return Err(other.unsupported("vnet")),
         }
         Ok(plan)

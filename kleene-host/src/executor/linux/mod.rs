@@ -5,6 +5,7 @@
 pub mod bridge_limits;
 pub mod cgroup;
 pub mod ipnet;
+pub mod iptables;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
@@ -157,6 +158,15 @@ impl LinuxExecutor {
         Ok(())
     }
 
+    /// A pair with both ends in the host namespace, for a runtime to move the peer out of
+    /// (the same request as any pair, with this process's own namespace as the peer's).
+    fn create_handoff_pair(&mut self, host: &str, peer: &str) -> Result<()> {
+        let own = std::fs::File::open("/proc/self/ns/net").context("cannot open the host's network namespace")?;
+        let nl = self.host()?;
+        nl.create_veth(host, peer, std::os::fd::AsFd::as_fd(&own), KLEENE_GROUP)?;
+        Ok(())
+    }
+
     /// Whether the pair `host`-`peer` is whole: `host` on the host, `peer` inside the
     /// sandbox's current namespace, each the other's peer. A host end whose peer went with
     /// an earlier namespace (one being torn down, or held alive by something) is not.
@@ -277,6 +287,7 @@ impl LinuxExecutor {
                 self.nl(sandbox.as_deref())?.del_address(link, *address, *prefix)?
             }
             Op::CreatePair { host, peer, sandbox } => self.create_pair(host, peer, sandbox)?,
+            Op::CreateHandoffPair { host, peer, .. } => self.create_handoff_pair(host, peer)?,
             Op::DeletePair { host, sandbox, .. } => self.deferred_pairs.push((host.clone(), sandbox.clone())),
             Op::AttachToBridge { bridge, member } => self.attach_to_bridge(bridge, member)?,
             Op::DetachFromBridge { member, .. } if self.reaping.is_some() => self.deferred_detach.push(member.clone()),
@@ -340,7 +351,11 @@ impl Executor for LinuxExecutor {
     }
 
     fn apply_firewall(&mut self, rules: &crate::firewall::Ruleset) -> Result<()> {
-        nft::apply(rules, &self.run_dir.join(nft::APPLIED))
+        nft::apply(rules, &self.run_dir.join(nft::APPLIED))?;
+        let forwarded = || rules.networks.iter().filter(|n| n.forwarded).map(|n| &n.network);
+        let v4: Vec<String> = forwarded().filter(|n| n.subnet.is_some()).map(|n| n.interface.clone()).collect();
+        let v6: Vec<String> = forwarded().filter(|n| n.subnet6.is_some()).map(|n| n.interface.clone()).collect();
+        iptables::allow_forwarding(&v4, &v6, &self.run_dir.join(iptables::APPLIED))
     }
 
     fn link_addresses(&mut self, name: &str) -> Result<Vec<IpAddr>> {
@@ -414,6 +429,7 @@ impl Executor for LinuxExecutor {
 
     fn forget_firewall(&mut self) {
         let _ = std::fs::remove_file(self.run_dir.join(nft::APPLIED));
+        iptables::forget(&self.run_dir.join(iptables::APPLIED));
     }
 
     fn apply(&mut self, op: &Op) -> Result<Vec<Fact>> {
@@ -439,6 +455,13 @@ impl Executor for LinuxExecutor {
                 }
             }
             Op::CreateLink { name, .. } if self.host()?.link(name)?.is_some() => return Ok(()),
+            // The runtime may hold the peer in its sandbox by now: a host end is the pair.
+            Op::CreateHandoffPair { host, .. } => {
+                self.deferred_pairs.retain(|(h, _)| h != host);
+                if self.host()?.link(host)?.is_some() {
+                    return Ok(());
+                }
+            }
             Op::CreateSandbox { sandbox, stack } => return self.restore_sandbox(sandbox, *stack),
             // Re-attaching a member whose detach is still pending: it never left.
             Op::AttachToBridge { member, .. } if self.deferred_detach.contains(member) => {
