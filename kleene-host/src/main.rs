@@ -24,6 +24,10 @@ fn main() -> ExitCode {
 }
 
 fn run(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
+    // Without a server watching the cluster, every command brings this host in line first.
+    if matches!(command, Command::Network(_) | Command::Container(_) | Command::System(_)) && !ctx.global.dry_run {
+        kleene::cluster::sync::sync_or_warn(ctx);
+    }
     match command {
         Command::Plugin(PluginCmd::Ls { json }) => plugin::ls(ctx, json)?,
         Command::Plugin(PluginCmd::Inspect { name, json }) => plugin::inspect(ctx, &name, json)?,

@@ -201,7 +201,11 @@ pub fn create(ctx: &mut Ctx, args: &NetworkCreate) -> Result<String> {
         nat,
         icc: !args.no_icc,
         internal: args.internal,
+        cluster: None,
     };
+    if traits.cluster_scoped {
+        return crate::cluster::networks::create(ctx, session, network, args);
+    }
     let plan = plugin.plan(&Call::NetworkCreate { network: network.clone() })?;
     let id = network.id.clone();
     // Kleene counts the addresses already on the interface as used (custom networks).
@@ -279,7 +283,8 @@ pub fn prune(ctx: &mut Ctx, removed: &mut Vec<String>) -> Result<()> {
     let mut state = ctx.state()?;
     let session = ctx.begin(&state)?;
     let mut unused = Vec::new();
-    for row in state::networks(&state.db)? {
+    // Cluster networks are the cluster's: `network rm` removes one, prune leaves them.
+    for row in state::networks(&state.db)?.into_iter().filter(|r| !crate::cluster::is_cluster(&r.network)) {
         if state::endpoints_where(&state.db, "network_id", &row.network.id)?.is_empty() {
             unused.push(row.network.id);
         }
@@ -308,6 +313,7 @@ fn remove(
         rows.push(state::network_by_id(&state.db, id)?);
         endpoints.extend(state::endpoints_where(&state.db, "network_id", id)?);
     }
+    crate::cluster::networks::remove(&rows)?;
     let leaving: Vec<String> = endpoints.iter().map(|ep| ep.id.clone()).collect();
     for row in &rows {
         for ep in endpoints.iter().filter(|ep| ep.network_id == row.network.id) {

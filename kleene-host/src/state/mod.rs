@@ -59,6 +59,15 @@ ALTER TABLE containers ADD COLUMN config TEXT;
     r#"
 ALTER TABLE journal ADD COLUMN progress INTEGER;
 "#,
+    // Cluster-scoped networks (plugin API 1.2): the network's cluster scope, the fixed MAC of
+    // an endpoint on one, and the entries this host holds for containers on other hosts.
+    r#"
+ALTER TABLE networks ADD COLUMN cluster TEXT;
+ALTER TABLE endpoints ADD COLUMN mac TEXT;
+CREATE TABLE cluster_peers (
+    network_id TEXT NOT NULL, address TEXT NOT NULL, mac TEXT NOT NULL, host TEXT NOT NULL,
+    PRIMARY KEY (network_id, address)) WITHOUT ROWID;
+"#,
 ];
 
 pub struct State {
