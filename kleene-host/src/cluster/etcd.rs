@@ -170,7 +170,7 @@ impl Etcd {
         for index in (0..count).map(|n| (first + n) % count) {
             let authority = Self::authority(&self.endpoints[index]).to_string();
             let kept = self.conn.take().filter(|(i, s)| *i == index && !s.is_closed()).map(|(_, s)| s);
-            let result = self.runtime.block_on(tokio::time::timeout(TIMEOUT, async {
+            let exchange = async {
                 let mut sender = match kept {
                     Some(s) => s,
                     None => Self::connect(&authority).await?,
@@ -180,7 +180,9 @@ impl Etcd {
                 let status = reply.status();
                 let bytes = reply.into_body().collect().await?.to_bytes();
                 anyhow::Ok((sender, status, bytes))
-            }));
+            };
+            // The timer belongs to the runtime: made inside it.
+            let result = self.runtime.block_on(async { tokio::time::timeout(TIMEOUT, exchange).await });
             match result {
                 Ok(Ok((sender, status, bytes))) => {
                     self.conn = Some((index, sender));

@@ -15,6 +15,7 @@ pub mod ipam;
 pub mod networks;
 pub mod store;
 pub mod sync;
+pub mod watch;
 
 use anyhow::{anyhow, bail, Context, Result};
 use etcd::Etcd;

@@ -131,14 +131,15 @@ fn work(db: &Connection, snap: &Snapshot, cluster: &Cluster, host_gw_if: &str) -
 }
 
 /// Sync with the cluster, if this host is in one: one range read, and nothing else when
-/// the host already matches.
-pub fn sync(ctx: &mut Ctx) -> Result<()> {
-    let Some(cluster) = super::current()? else { return Ok(()) };
+/// the host already matches. The revision the host now matches.
+pub fn sync(ctx: &mut Ctx) -> Result<i64> {
+    let Some(cluster) = super::current()? else { return Ok(0) };
     let snap = Snapshot::read(&mut cluster.etcd())?;
+    let revision = snap.revision;
     let (lease, _) = cluster.membership(&snap)?;
     let result = apply_snapshot(ctx, cluster, &snap, lease);
     cluster.remember(snap);
-    result
+    result.map(|()| revision)
 }
 
 fn apply_snapshot(ctx: &mut Ctx, cluster: &Cluster, snap: &Snapshot, lease: i64) -> Result<()> {

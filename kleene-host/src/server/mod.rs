@@ -43,6 +43,7 @@ pub fn serve(ctx: &mut Ctx, socket: PathBuf) -> Result<()> {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // Like kleened at start: rebuild what state says exists (interfaces, sandboxes, firewall).
     system::reconcile(ctx).context("cannot reconcile the host with state at start")?;
+    crate::cluster::watch::spawn(&ctx.global);
     let listener = socket::bind(&socket)?;
     let service = Service { ctx: Arc::new(Mutex::new(ctx.detached())) };
     let runtime = tokio::runtime::Builder::new_multi_thread()
