@@ -2,6 +2,7 @@
 # Installs what kleene's build, tests, demo and benchmarks need on Debian (run as root).
 set -euo pipefail
 pkgs=(iproute2 nftables iputils-ping python3 bison gcc util-linux procps containernetworking-plugins netavark hyperfine bc)
+pkgs+=(etcd-server)  # overlay networks: the cluster store their tests start
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
