@@ -123,7 +123,7 @@ fn work(db: &Connection, snap: &Snapshot, cluster: &Cluster, host_gw_if: &str) -
     }
     for ep in endpoints.into_iter().filter(|e| e.mac.is_some() && snap.networks.contains_key(&e.network_id)) {
         let held = snap.addresses.get(&ep.network_id);
-        if ep.addresses().any(|ip| held.and_then(|h| h.get(&ip)).is_none_or(|h| h.endpoint != ep.id)) {
+        if ep.addresses().any(|ip| !held.and_then(|h| h.get(&ip)).is_some_and(|h| h.endpoint == ep.id)) {
             work.unclaimed.push(ep);
         }
     }
