@@ -9,13 +9,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ETCD: &str = "http://192.0.2.254:2379";
-/// Short, so the lease test takes seconds.
-const TTL: u64 = 3;
+/// The lease TTL of hosts that run no server: long enough that none drops out between
+/// two of its commands.
+const TTL: u64 = 60;
+/// The lease TTL of the test that lets a host die: short, so it takes seconds.
+const SHORT_TTL: u64 = 3;
 
 struct Host {
     sb: Sandbox,
     address: String,
     serve: Option<Child>,
+    ttl: u64,
 }
 
 impl Host {
@@ -23,7 +27,7 @@ impl Host {
         vec![
             ("KLEENE_CLUSTER", ETCD.to_string()),
             ("KLEENE_CLUSTER_ADDRESS", self.address.clone()),
-            ("KLEENE_CLUSTER_TTL", TTL.to_string()),
+            ("KLEENE_CLUSTER_TTL", self.ttl.to_string()),
         ]
     }
 
@@ -99,6 +103,10 @@ struct Cluster {
 
 impl Cluster {
     fn new(n: usize) -> Cluster {
+        Cluster::with_ttl(n, TTL)
+    }
+
+    fn with_ttl(n: usize, ttl: u64) -> Cluster {
         let underlay = Sandbox::new("ovl-under");
         underlay.sh("ip link add ul0 type bridge && ip addr add 192.0.2.254/24 dev ul0 && ip link set ul0 up").ok();
         let mut hosts = Vec::new();
@@ -112,7 +120,7 @@ impl Cluster {
                 ))
                 .ok();
             sb.sh(&format!("ip addr add 192.0.2.{i}/24 dev under && ip link set under up")).ok();
-            hosts.push(Host { sb, address: format!("192.0.2.{i}"), serve: None });
+            hosts.push(Host { sb, address: format!("192.0.2.{i}"), serve: None, ttl });
         }
         let mut cluster = Cluster { underlay, hosts, etcd: None, data: TempDir::new("ovl-etcd") };
         cluster.start_etcd();
@@ -283,7 +291,7 @@ fn fifty_parallel_attaches_on_two_hosts_get_distinct_addresses() {
 
 #[test]
 fn a_dead_hosts_containers_leave_the_others_and_its_addresses_are_free() {
-    let mut cluster = Cluster::new(3);
+    let mut cluster = Cluster::with_ttl(3, SHORT_TTL);
     for host in &mut cluster.hosts[..2] {
         host.serve();
     }
@@ -298,7 +306,7 @@ fn a_dead_hosts_containers_leave_the_others_and_its_addresses_are_free() {
     assert!(c.ping("cc", &ip_a), "C reaches A before it dies");
     // Host C dies: no kleene renews its lease, and its namespace is gone.
     Command::new("ip").args(["netns", "del", &c.sb.name]).status().unwrap();
-    let gone = within(Duration::from_secs(TTL + 4), || {
+    let gone = within(Duration::from_secs(SHORT_TTL + 4), || {
         [a, b].iter().all(|h| {
             let (fdb, neigh) = h.entries("kvx1");
             !fdb.contains(&mac_c) && !neigh.contains(&ip_c)
@@ -355,4 +363,58 @@ fn with_etcd_down_local_work_goes_on_and_overlay_changes_fail_cleanly() {
     cluster.start_etcd();
     let a = &cluster.hosts[0];
     a.kleene(&["container", "create", "-l", "vnet", "-n", "ov", "x"]).ok();
+}
+
+#[test]
+fn the_firewall_treats_an_overlay_like_a_bridge() {
+    let cluster = Cluster::new(2);
+    let [a, b] = &cluster.hosts[..] else { unreachable!() };
+    for host in [a, b] {
+        // The underlay is each host's way out: NAT goes through it.
+        host.sb.sh("ip route add default via 192.0.2.254").ok();
+    }
+    a.kleene(&["network", "create", "-t", "overlay", "--subnet", "10.83.0.0/24", "open"]).ok();
+    a.kleene(&["network", "create", "-t", "overlay", "--subnet", "10.84.0.0/24", "--no-icc", "closed"]).ok();
+    a.kleene(&["network", "create", "-t", "overlay", "--subnet", "10.85.0.0/24", "--internal", "inner"]).ok();
+    let (_, _) = a.container("oa", "open");
+    let (ip_ob, _) = b.container("ob", "open");
+    a.container("ca", "closed");
+    let (ip_cb, _) = b.container("cb", "closed");
+    a.container("ia", "inner");
+    let (ip_ib, _) = b.container("ib", "inner");
+    a.kleene(&["container", "create", "-l", "vnet", "-n", "open", "-p", "8080:7100", "pa"]).ok();
+    a.kleene(&["container", "start", "pa"]).ok();
+    for host in [a, b] {
+        host.kleene(&["system", "reconcile"]).ok();
+    }
+    // The underlay has no route to the overlay: a reply comes back only through NAT out of
+    // the container's own host.
+    assert!(a.ping("oa", "192.0.2.254"), "NAT out of the local host");
+    assert!(a.ping("oa", &ip_ob), "icc across hosts");
+    assert!(!a.ping("ca", &ip_cb), "--no-icc holds across hosts");
+    assert!(!a.ping("oa", &ip_ib), "networks are isolated from each other");
+    assert!(a.ping("ia", &ip_ib), "an internal overlay still spans its hosts");
+    assert!(!a.ping("ia", "192.0.2.254"), "nothing leaves an internal overlay");
+    // A published port answers on the container's host.
+    let server = a
+        .command(&[
+            "container",
+            "exec",
+            "pa",
+            "--",
+            "python3",
+            "-c",
+            "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
+             s.bind(('0.0.0.0', 7100)); s.listen(); s.settimeout(8); c, a = s.accept(); c.sendall(b'hi')",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reply = cluster
+        .underlay
+        .sh("python3 -c \"import socket, time\nfor i in range(40):\n  try:\n    s = socket.create_connection(('192.0.2.1', 8080), timeout=1); print(s.recv(2).decode()); break\n  except OSError:\n    time.sleep(0.1)\"")
+        .ok();
+    let _ = server.wait_with_output();
+    assert_eq!(reply, "hi", "the published port answers on the container's host");
 }
