@@ -245,9 +245,25 @@ fn an_overlay_created_on_one_host_joins_containers_on_three() {
     assert!(neigh.contains(&ip_a) && neigh.contains(&ip_c), "{neigh}");
     assert!(a.ping("ca", &ip_b) && b.ping("cb", &ip_c) && c.ping("cc", &ip_a), "ping across hosts");
     assert_eq!(tcp(c, "cc", &ip_c, a, "ca"), ip_a, "TCP from A's container reaches C's, unNATed");
-    // Removed only when no host has containers on it.
+    // B's side of the network is lost (as in a reboot); `system reconcile` builds it again,
+    // entries for the other hosts' containers included.
+    b.kleene(&["container", "stop", "cb"]).ok();
+    b.sb.sh("ip link del kvx1 && ip link del kov1").ok();
+    b.kleene(&["system", "reconcile"]).ok();
+    b.kleene(&["container", "start", "cb"]).ok();
+    assert!(b.ping("cb", &ip_a), "B's rebuilt tunnel has its entries again: {:?}", b.entries("kvx1"));
+    // Removed only when no host has containers on it; then from every host.
     let refused = c.kleene(&["network", "rm", "ov"]).err();
     assert!(refused.contains("still has containers"), "{refused}");
+    for (host, name) in [(a, "ca"), (b, "cb"), (c, "cc")] {
+        host.kleene(&["container", "rm", "-f", name]).ok();
+    }
+    c.kleene(&["network", "rm", "ov"]).ok();
+    for host in [a, b, c] {
+        let listed = host.kleene(&["network", "ls", "--json"]).json();
+        assert_eq!(listed.as_array().unwrap().len(), 0, "ov is gone from {}: {listed}", host.address);
+        assert!(!host.sb.links().iter().any(|l| l == "kvx1" || l == "kov1"), "{:?}", host.sb.links());
+    }
 }
 
 #[test]

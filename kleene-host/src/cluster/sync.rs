@@ -55,6 +55,12 @@ fn installed(db: &Connection, network: &str) -> Result<BTreeSet<Peer>> {
     Ok(peers)
 }
 
+/// Forget the entries recorded for `network` (its tunnel device was built again, empty).
+pub fn forget_entries(tx: &Connection, network: &str) -> Result<()> {
+    tx.execute("DELETE FROM cluster_peers WHERE network_id = ?1", [network])?;
+    Ok(())
+}
+
 fn record_peers(tx: &Connection, network: &str, add: &[Peer], remove: &[Peer]) -> Result<()> {
     for p in remove {
         tx.execute(
