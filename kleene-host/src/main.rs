@@ -14,7 +14,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.global.verbose, cli.global.log.as_deref());
     let mut ctx = Ctx::new(cli.global.clone());
-    match run(&mut ctx, cli.command) {
+    let result = run(&mut ctx, cli.command);
+    kleene::cluster::report_round_trips();
+    match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("kleene: {e:#}");
@@ -26,7 +28,7 @@ fn main() -> ExitCode {
 fn run(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
     // Without a server watching the cluster, every command brings this host in line first.
     if matches!(command, Command::Network(_) | Command::Container(_) | Command::System(_)) && !ctx.global.dry_run {
-        kleene::cluster::sync::sync_or_warn(ctx);
+        kleene::cluster::sync::before_command(ctx);
     }
     match command {
         Command::Plugin(PluginCmd::Ls { json }) => plugin::ls(ctx, json)?,

@@ -193,6 +193,25 @@ impl Cluster {
         Ok(alive)
     }
 
+    /// The file a running watcher (`kleene serve`) touches on every round, and its age limit.
+    fn watcher_mark(&self) -> PathBuf {
+        self.run_dir.join("cluster-watch")
+    }
+
+    /// Say that a watcher keeps this host in line (called by it on every round).
+    pub fn mark_watched(&self) {
+        if let Err(e) = std::fs::write(self.watcher_mark(), b"") {
+            tracing::warn!("cannot mark the cluster as watched: {e}");
+        }
+    }
+
+    /// Whether a watcher kept this host in line within the last lease TTL: then a command
+    /// need not sync first (the watcher applies every change as it comes).
+    pub fn watched(&self) -> bool {
+        let age = std::fs::metadata(self.watcher_mark()).and_then(|m| m.modified()).map(|t| t.elapsed());
+        matches!(age, Ok(Ok(age)) if age.as_secs() < self.config.ttl)
+    }
+
     /// Keep what a snapshot says is in use.
     pub fn remember(&self, snapshot: store::Snapshot) {
         let used = snapshot.addresses.into_iter().map(|(n, a)| (n, a.into_keys().collect())).collect();
@@ -209,6 +228,14 @@ impl Cluster {
         self.stored_lease()
             .map(|l| l.id)
             .ok_or_else(|| anyhow!("this host has not joined the cluster yet (etcd at {})", self.etcd().endpoints()))
+    }
+}
+
+/// With `KLEENE_CLUSTER_STATS` set, say on stderr how many etcd round trips this process
+/// made (the benchmark's count per command).
+pub fn report_round_trips() {
+    if std::env::var_os("KLEENE_CLUSTER_STATS").is_some() {
+        eprintln!("etcd round trips: {}", etcd::ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed));
     }
 }
 

@@ -234,3 +234,14 @@ pub fn sync_or_warn(ctx: &mut Ctx) {
         tracing::warn!("cluster sync skipped: {e:#}");
     }
 }
+
+/// What a command does before it runs: sync, unless `kleene serve` watches the cluster for
+/// this host already (then the command costs etcd nothing beyond its own changes).
+pub fn before_command(ctx: &mut Ctx) {
+    if matches!(super::current(), Ok(Some(c)) if c.watched()) {
+        return;
+    }
+    if let Err(e) = sync(ctx) {
+        tracing::warn!("cluster sync skipped: {e:#}");
+    }
+}

@@ -30,6 +30,7 @@ pub fn spawn(global: &Global) {
                     continue;
                 }
             };
+            cluster.mark_watched();
             if let Err(e) = watcher.wait_for_change(ROOT, revision, heartbeat) {
                 tracing::warn!("cluster watch interrupted (retrying): {e:#}");
                 std::thread::sleep(Duration::from_millis(200));
