@@ -367,9 +367,9 @@ fn with_etcd_down_local_work_goes_on_and_overlay_changes_fail_cleanly() {
         &["network", "disconnect", "ov", "ca"][..],
     ] {
         let err = a.kleene(args).err();
-        let last = err.lines().last().unwrap_or_default();
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
         assert!(
-            last.starts_with("kleene: ") && last.contains("etcd at http://192.0.2.254:2379 is unreachable"),
+            err.starts_with("kleene: ") && err.contains("etcd at http://192.0.2.254:2379 is unreachable"),
             "{args:?}: {err}"
         );
     }

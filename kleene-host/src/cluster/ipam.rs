@@ -9,7 +9,7 @@
 use super::store::{self, Holder};
 use crate::commands::attach::{family, requested_address};
 use crate::state::{self, ipam::usable_range};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use kleene_plugin_api::model::from_bits;
 use kleene_plugin_api::{local_mac, Cidr, Endpoint, Network};
 use rusqlite::Connection;
@@ -29,8 +29,9 @@ pub fn new_endpoint(net: &Network, container_id: &str, ip: Option<&str>, ip6: Op
         host: cluster.config.address,
         mac: local_mac(&id),
     };
-    let v4 = claim_family(cluster, net, &holder, ip, true)?;
-    let v6 = match claim_family(cluster, net, &holder, ip6, false) {
+    let what = || format!("cannot claim an address in network '{}'", net.name);
+    let v4 = claim_family(cluster, net, &holder, ip, true).with_context(what)?;
+    let v6 = match claim_family(cluster, net, &holder, ip6, false).with_context(what) {
         Ok(v6) => v6,
         Err(e) => {
             if let Some(v4) = v4 {
@@ -119,7 +120,8 @@ pub fn release_endpoint(db: &Connection, ep: &Endpoint) -> Result<()> {
         Holder { endpoint: ep.id.clone(), container: ep.container_id.clone(), host: cluster.config.address, mac };
     let mut etcd = cluster.etcd();
     for ip in ep.addresses() {
-        store::release(&mut etcd, &network.id, ip, &holder)?;
+        store::release(&mut etcd, &network.id, ip, &holder)
+            .with_context(|| format!("cannot give back {ip} in network '{}'", network.name))?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use super::store::{self, ClusterNetwork, Snapshot};
 use crate::cli::NetworkCreate;
 use crate::commands::{Ctx, Session};
 use crate::state::NetworkRow;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use kleene_plugin_api::Network;
 
 /// The highest VNI (24 bits).
@@ -24,7 +24,8 @@ pub fn create(ctx: &mut Ctx, session: Session, network: Network, args: &NetworkC
     }
     // The cluster-wide checks and the sync after them take the lock themselves.
     drop(session);
-    let snap = Snapshot::read(&mut cluster.etcd())?;
+    let what = || format!("cannot define network '{}' in the cluster", network.name);
+    let snap = Snapshot::read(&mut cluster.etcd()).with_context(what)?;
     if snap.by_name(&network.name).is_some() {
         bail!("network name is already taken (by a network of the cluster)");
     }
@@ -60,7 +61,7 @@ pub fn create(ctx: &mut Ctx, session: Session, network: Network, args: &NetworkC
         icc: network.icc,
         internal: network.internal,
     };
-    if !store::create_network(&mut cluster.etcd(), &definition)? {
+    if !store::create_network(&mut cluster.etcd(), &definition).with_context(what)? {
         bail!("network name '{}' or VNI {vni} was just taken by another host; run the command again", network.name);
     }
     tracing::info!("defined cluster network {} (VNI {vni})", network.name);
@@ -74,9 +75,10 @@ pub fn remove(rows: &[NetworkRow]) -> Result<()> {
     for row in rows.iter().filter(|r| super::is_cluster(&r.network)) {
         let n = &row.network;
         let cluster = super::required(&format!("network '{}'", n.name))?;
-        let definition = Snapshot::read(&mut cluster.etcd())?.networks.remove(&n.id);
+        let what = || format!("cannot remove network '{}' from the cluster", n.name);
+        let definition = Snapshot::read(&mut cluster.etcd()).with_context(what)?.networks.remove(&n.id);
         let Some(definition) = definition else { continue };
-        if !store::remove_network(&mut cluster.etcd(), &definition)? {
+        if !store::remove_network(&mut cluster.etcd(), &definition).with_context(what)? {
             bail!(
                 "network '{}' still has containers on some host of the cluster: disconnect them first (it is removed only when none has)",
                 n.name

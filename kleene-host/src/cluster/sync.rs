@@ -155,8 +155,10 @@ fn apply_snapshot(ctx: &mut Ctx, cluster: &Cluster, snap: &Snapshot, lease: i64)
     }
     let mut state = ctx.state()?;
     let session = ctx.begin(&state)?;
-    // Again under the host lock: a command that claimed an address and has not committed
-    // yet holds the lock, so nothing it claimed looks leaked now.
+    // Again under the host lock, from a fresh snapshot: a command of this host that claimed
+    // an address holds the lock until it commits, so its claim is neither leaked (no endpoint
+    // yet) nor missing (endpoint committed after the first read) now.
+    let snap = &Snapshot::read(&mut cluster.etcd())?;
     let work = work(&state.db, snap, cluster, &gw_if)?;
     reclaim(cluster, &work, lease)?;
     let mut plan = Plan::new();
@@ -236,12 +238,12 @@ pub fn sync_or_warn(ctx: &mut Ctx) {
 }
 
 /// What a command does before it runs: sync, unless `kleene serve` watches the cluster for
-/// this host already (then the command costs etcd nothing beyond its own changes).
-pub fn before_command(ctx: &mut Ctx) {
+/// this host already (then the command costs etcd nothing beyond its own changes). Why the
+/// sync was skipped, if it was: the caller says so only if the command then succeeds (a
+/// command that fails for the same reason says it once, in its own error).
+pub fn before_command(ctx: &mut Ctx) -> Option<String> {
     if matches!(super::current(), Ok(Some(c)) if c.watched()) {
-        return;
+        return None;
     }
-    if let Err(e) = sync(ctx) {
-        tracing::warn!("cluster sync skipped: {e:#}");
-    }
+    sync(ctx).err().map(|e| format!("cluster sync skipped: {e:#}"))
 }
