@@ -167,7 +167,10 @@ impl Etcd {
         let count = self.endpoints.len();
         let first = self.conn.as_ref().map_or(0, |(i, _)| *i);
         let mut last = anyhow!("no etcd endpoint configured");
-        for index in (0..count).map(|n| (first + n) % count) {
+        // A kept connection the server closed meanwhile is retried once on a new one.
+        let kept_first = self.conn.as_ref().map(|(i, _)| *i);
+        let attempts = kept_first.into_iter().chain((0..count).map(|n| (first + n) % count));
+        for index in attempts {
             let authority = Self::authority(&self.endpoints[index]).to_string();
             let kept = self.conn.take().filter(|(i, s)| *i == index && !s.is_closed()).map(|(_, s)| s);
             let exchange = async {
@@ -282,6 +285,18 @@ mod tests {
     fn a_prefix_range_ends_after_its_last_key() {
         assert_eq!(B64.decode(prefix_end("/kleene/")).unwrap(), b"/kleene0");
         assert_eq!(B64.decode(prefix_end("a\u{7f}")).unwrap(), b"a\x80");
+    }
+
+    #[test]
+    fn an_empty_prefix_compares_as_a_key_never_created() {
+        // etcd compares every key of a range; none at all compares as create_revision 0.
+        let c = compare_json(&Compare::NoneWithPrefix("/kleene/v1/ips/n1/".into()));
+        assert_eq!(c["target"], "CREATE");
+        assert_eq!(c["result"], "EQUAL");
+        assert_eq!(c["create_revision"], "0");
+        assert_eq!(B64.decode(c["range_end"].as_str().unwrap()).unwrap(), b"/kleene/v1/ips/n10");
+        let put = op_json(&TxnOp::Put { key: "k".into(), value: b"v".to_vec(), lease: 42 });
+        assert_eq!(put["request_put"]["lease"], "42", "64-bit numbers travel as strings");
     }
 
     #[test]
