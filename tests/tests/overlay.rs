@@ -220,7 +220,9 @@ fn tcp(server: &Host, server_container: &str, address: &str, client: &Host, clie
 fn an_overlay_created_on_one_host_joins_containers_on_three() {
     let cluster = Cluster::new(3);
     let [a, b, c] = &cluster.hosts[..] else { unreachable!() };
-    let id = a.kleene(&["network", "create", "-t", "overlay", "--subnet", "10.77.0.0/24", "ov"]).ok();
+    let id = a
+        .kleene(&["network", "create", "-t", "overlay", "--subnet", "10.77.0.0/24", "--subnet6", "fd00:77::/64", "ov"])
+        .ok();
     for host in [b, c] {
         let listed = host.kleene(&["network", "ls", "--json"]).json();
         let ov = listed.as_array().unwrap().iter().find(|n| n["name"] == "ov").expect("ov listed on every host");
@@ -245,6 +247,13 @@ fn an_overlay_created_on_one_host_joins_containers_on_three() {
     assert!(neigh.contains(&ip_a) && neigh.contains(&ip_c), "{neigh}");
     assert!(a.ping("ca", &ip_b) && b.ping("cb", &ip_c) && c.ping("cc", &ip_a), "ping across hosts");
     assert_eq!(tcp(c, "cc", &ip_c, a, "ca"), ip_a, "TCP from A's container reaches C's, unNATed");
+    let v6 = |host: &Host, name: &str| {
+        let doc = host.kleene(&["container", "inspect", name]).json();
+        doc["container_endpoints"][0]["ip_address6"].as_str().unwrap().to_string()
+    };
+    let (ip6_a, ip6_c) = (v6(a, "ca"), v6(c, "cc"));
+    assert_ne!(ip6_a, ip6_c);
+    assert!(a.ping("ca", &ip6_c) && c.ping("cc", &ip6_a), "IPv6 across hosts ({ip6_a}, {ip6_c})");
     // B's side of the network is lost (as in a reboot); `system reconcile` builds it again,
     // entries for the other hosts' containers included.
     b.kleene(&["container", "stop", "cb"]).ok();
