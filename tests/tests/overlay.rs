@@ -230,7 +230,10 @@ fn an_overlay_created_on_one_host_joins_containers_on_three() {
         assert_eq!(ov["type"], "overlay");
         assert!(host.sb.links().contains(&"kvx1".to_string()), "the tunnel device exists on {}", host.address);
     }
+    // A dry run claims nothing in etcd: the first real container still gets the first address.
+    a.kleene(&["--dry-run", "container", "create", "-l", "vnet", "-n", "ov", "dry"]).ok();
     let (ip_a, mac_a) = a.container("ca", "ov");
+    assert_eq!(ip_a, "10.77.0.2");
     let (ip_b, _) = b.container("cb", "ov");
     let (ip_c, mac_c) = c.container("cc", "ov");
     let mut all = vec![&ip_a, &ip_b, &ip_c];

@@ -60,6 +60,15 @@ fn claim_family(
     v4: bool,
 ) -> Result<Option<IpAddr>> {
     let (subnet, gateway) = family(net, v4);
+    if cluster.dry_run {
+        return match requested {
+            Some("") => Ok(None),
+            None | Some("auto") | Some("<auto>") => {
+                Ok(subnet.and_then(|s| lowest_free(&s, gateway, &cluster.last_used(&net.id))))
+            }
+            Some(text) => requested_address(net, text, v4).map(Some),
+        };
+    }
     let lease = cluster.lease()?;
     let mut etcd = cluster.etcd();
     match requested {
@@ -115,7 +124,7 @@ pub fn release_endpoint(db: &Connection, ep: &Endpoint) -> Result<()> {
         return Ok(());
     }
     let cluster = super::required(&format!("network '{}'", network.name))?;
-    let Some(mac) = ep.mac else { return Ok(()) };
+    let Some(mac) = ep.mac.filter(|_| !cluster.dry_run) else { return Ok(()) };
     let holder =
         Holder { endpoint: ep.id.clone(), container: ep.container_id.clone(), host: cluster.config.address, mac };
     let mut etcd = cluster.etcd();

@@ -75,6 +75,9 @@ pub struct Cluster {
     pub config: Config,
     etcd: Mutex<Etcd>,
     run_dir: PathBuf,
+    /// A `--dry-run` process: it shows what it would claim or give back, and changes nothing
+    /// in etcd either.
+    pub dry_run: bool,
     /// The addresses held per network at the last sync: where auto addresses start looking.
     last_used: Mutex<std::collections::BTreeMap<String, std::collections::BTreeSet<IpAddr>>>,
 }
@@ -82,7 +85,7 @@ pub struct Cluster {
 static CLUSTER: OnceLock<std::result::Result<Option<Cluster>, String>> = OnceLock::new();
 
 /// Name the cluster of this process (the first call wins; later ones change nothing).
-pub fn configure(endpoints: Option<&str>, address: Option<&str>, run_dir: &Path) {
+pub fn configure(endpoints: Option<&str>, address: Option<&str>, run_dir: &Path, dry_run: bool) {
     CLUSTER.get_or_init(|| {
         let config = Config::parse(endpoints, address).map_err(|e| format!("{e:#}"))?;
         config
@@ -92,6 +95,7 @@ pub fn configure(endpoints: Option<&str>, address: Option<&str>, run_dir: &Path)
                     config,
                     etcd: Mutex::new(etcd),
                     run_dir: run_dir.to_path_buf(),
+                    dry_run,
                     last_used: Mutex::default(),
                 })
             })

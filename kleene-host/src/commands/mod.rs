@@ -41,7 +41,8 @@ impl Ctx {
         };
         let state_dir = global.state_dir.clone().unwrap_or_else(|| state_default.into());
         let run_dir = global.run_dir.clone().unwrap_or_else(|| run_default.into());
-        crate::cluster::configure(global.cluster.as_deref(), global.cluster_address.as_deref(), &run_dir);
+        let (cluster, address) = (global.cluster.as_deref(), global.cluster_address.as_deref());
+        crate::cluster::configure(cluster, address, &run_dir, global.dry_run);
         Ctx { global, state_dir, run_dir, registry: None, loaded: Vec::new(), gw_if: Default::default(), keeper: None }
     }
 
