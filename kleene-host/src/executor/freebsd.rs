@@ -122,7 +122,8 @@ impl FreeBsdRenderer {
             Op::DeleteLink { name, .. } => self.run(destroy(name)),
             Op::SetLinkMac { name, mac, sandbox: None } => self.set_mac(name, mac),
             Op::SetLinkMac { name, mac, sandbox: Some(jail) } => {
-                self.start_or_jexec(jail, Cmd::text(format!("ifconfig {} ether {}", word(name), mac_string(mac))));
+                let command = self.jail_ifconfig(jail, name, format!("ether {}", mac_string(mac)));
+                self.start_or_jexec(jail, command);
             }
             Op::SetLinkUp { name, sandbox } => self.link_up(name, sandbox.as_deref()),
             Op::SetLinkDown { name, sandbox } => self.link_down(name, sandbox.as_deref()),
