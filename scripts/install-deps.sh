@@ -5,6 +5,7 @@ pkgs=(iproute2 nftables iputils-ping python3 bison gcc util-linux procps contain
 pkgs+=(aardvark-dns)                   # container DNS (docs/dns.md)
 pkgs+=(containerd runc busybox-static)  # runtimes: ctr run --cni (docs/runtimes.md)
 pkgs+=(docker.io iptables)              # the Docker plugin test: a private dockerd, a busybox image
+pkgs+=(etcd-server)                     # overlay networks: the cluster store their tests start
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -80,6 +80,7 @@ fn context(conf: &NetConf) -> Ctx {
         .clone()
         .or_else(|| std::env::var("KLEENE_PLUGIN_PATH").ok().filter(|v| !v.is_empty()))
         .or_else(|| beside.filter(|d| d.is_dir()).map(|d| d.display().to_string()));
+    let env_text = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     Ctx::new(kleene::cli::Global {
         plugin_path,
         state_dir: conf.state_dir.clone().or_else(|| env_path("KLEENE_STATE_DIR")),
@@ -87,6 +88,9 @@ fn context(conf: &NetConf) -> Ctx {
         verbose: 0,
         log: None,
         dry_run: false,
+        // A container on a cluster (overlay) network is announced to the cluster as the CLI's.
+        cluster: env_text("KLEENE_CLUSTER"),
+        cluster_address: env_text("KLEENE_CLUSTER_ADDRESS"),
         os: None,
     })
 }

@@ -33,6 +33,12 @@ pub struct Global {
     /// Print the plan instead of changing anything.
     #[arg(long, global = true)]
     pub dry_run: bool,
+    /// etcd client URLs of the cluster this host is in (overlay networks), comma-separated.
+    #[arg(long, global = true, env = "KLEENE_CLUSTER", value_name = "URLS")]
+    pub cluster: Option<String>,
+    /// This host's underlay address in the cluster (tunnels are sent to and from it).
+    #[arg(long, global = true, env = "KLEENE_CLUSTER_ADDRESS", value_name = "ADDR")]
+    pub cluster_address: Option<String>,
     /// With --dry-run: render the plan as this platform's commands.
     #[arg(long, global = true, value_enum, requires = "dry_run")]
     pub os: Option<Os>,

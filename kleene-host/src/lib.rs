@@ -2,6 +2,7 @@
 //! Plugins plan; this crate validates, journals and executes their plans.
 
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod dns;
 pub mod engine;

@@ -14,7 +14,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.global.verbose, cli.global.log.as_deref());
     let mut ctx = Ctx::new(cli.global.clone());
-    match run(&mut ctx, cli.command) {
+    // Without a server watching the cluster, every command brings this host in line first.
+    let syncs = matches!(cli.command, Command::Network(_) | Command::Container(_) | Command::System(_));
+    let skipped = if syncs && !ctx.global.dry_run { kleene::cluster::sync::before_command(&mut ctx) } else { None };
+    let result = run(&mut ctx, cli.command);
+    if let (Some(why), Ok(_)) = (skipped, &result) {
+        tracing::warn!("{why}");
+    }
+    kleene::cluster::report_round_trips();
+    match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("kleene: {e:#}");

@@ -233,3 +233,31 @@ fn runtime_join_hands_a_host_pair_to_the_runtime() {
         Call::RuntimeLeave { container: container("vnet", true), attachment: running(a, HOST_END_1, "kwe00000000002") };
     assert_eq!(linux(&Vnet, leave), lines(&["ip link set kve00000000002 nomaster", "ip link del kve00000000002"]));
 }
+
+/// On a cluster-scoped network an endpoint has a fixed MAC, which the container's end of the
+/// pair gets before it comes up (the other hosts forward to it by that address).
+#[test]
+fn vnet_gives_a_fixed_mac_to_the_containers_end() {
+    let mut a = attach(&bridge(Gw::Auto("10.0.0.1"), Gw::None), Some("10.0.0.2"), None);
+    a.endpoint.mac = Some([0x02, 0, 0, 0, 0, 0x02]);
+    let jail = jail_c(&[
+        "vnet",
+        r#"vnet.interface="${pair0%a}b""#,
+        r#"exec.prestart="ifconfig kleene1 addm kve00000000002""#,
+        r#"exec.prestart="ifconfig kve00000000002 up""#,
+        r#"exec.start="ifconfig ${pair0%a}b ether 02:00:00:00:00:02""#,
+        r#"exec.start="ifconfig ${pair0%a}b inet 10.0.0.2/24""#,
+        r#"exec.start="route add -inet default 10.0.0.1""#,
+    ]);
+    let mut expected = lines(&[
+        "pair0=$(ifconfig epair create)",
+        r#"ifconfig "$pair0" name kve00000000002 >/dev/null"#,
+        "on_failure 'ifconfig kve00000000002 destroy'",
+    ]);
+    expected.extend([jail, "on_failure 'jail -r c0ffee000001'".into()]);
+    assert_eq!(freebsd(&Vnet, start("vnet", vec![a.clone()])), expected);
+    let linux = linux(&Vnet, start("vnet", vec![a]));
+    let mac = linux.iter().position(|l| l == "ip -n c0ffee000001 link set eth0 address 02:00:00:00:00:02");
+    let up = linux.iter().position(|l| l == "ip -n c0ffee000001 link set eth0 up");
+    assert!(mac.is_some() && mac < up, "the MAC is set before eth0 comes up: {linux:?}");
+}

@@ -1,6 +1,6 @@
 //! What the host asks of a plugin, and what a plugin says about itself.
 
-use crate::model::{Container, Endpoint, Network};
+use crate::model::{Container, Endpoint, Network, Peer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,11 +64,16 @@ pub struct NetworkTraits {
     /// Containers reach beyond the network through the host's IP forwarding (false when they
     /// send from the host's own stack, as on loopback networks).
     pub forwarded: bool,
+    /// The network spans the hosts of a cluster (API 1.2): its definition and addresses
+    /// live in the cluster store, every member host builds its side, and the plugin is
+    /// told of containers on other hosts ([`Call::NetworkPeers`]).
+    #[serde(default)]
+    pub cluster_scoped: bool,
 }
 
 impl Default for NetworkTraits {
     fn default() -> NetworkTraits {
-        NetworkTraits { existing_interface: false, auto_gateway: false, forwarded: true }
+        NetworkTraits { existing_interface: false, auto_gateway: false, forwarded: true, cluster_scoped: false }
     }
 }
 
@@ -136,6 +141,13 @@ pub enum Call {
         container: Container,
         attachment: Attachment,
     },
+    /// Containers of a cluster-scoped network on other hosts came (`add`) or went
+    /// (`remove`) (API 1.2).
+    NetworkPeers {
+        network: Network,
+        add: Vec<Peer>,
+        remove: Vec<Peer>,
+    },
 }
 
 impl Call {
@@ -149,6 +161,7 @@ impl Call {
             Call::ContainerDisconnect { .. } => "container_disconnect",
             Call::RuntimeJoin { .. } => "runtime_join",
             Call::RuntimeLeave { .. } => "runtime_leave",
+            Call::NetworkPeers { .. } => "network_peers",
         }
     }
 }

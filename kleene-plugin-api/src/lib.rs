@@ -25,7 +25,7 @@ pub mod pairs;
 mod plugin;
 
 pub use call::{Attachment, Call, DefaultFor, DriverTraits, NetworkTraits, PluginInfo, PluginKind};
-pub use model::{local_mac, mac_string, Cidr, Container, Endpoint, Network};
+pub use model::{local_mac, mac_string, Cidr, ClusterScope, Container, Endpoint, Network, Peer};
 pub use ops::{Check, LinkKind, Op, Plan, Stack, Step};
 pub use plugin::{with_null_host, Host, Level, NullServices, Plugin, PluginError};
 

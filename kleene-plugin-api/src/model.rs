@@ -117,6 +117,30 @@ pub struct Network {
     pub nat: String,
     pub icc: bool,
     pub internal: bool,
+    /// Set for a network of a cluster-scoped type (API 1.2): what every host shares and
+    /// what this host's side of it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterScope>,
+}
+
+/// A cluster-scoped network as one host sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterScope {
+    /// The network's number in the cluster, the same on every host (a VXLAN VNI).
+    pub vni: u32,
+    /// This host's underlay address, which the other hosts send the network's traffic to.
+    pub local: IpAddr,
+    /// The UDP port tunnels use (4789 unless configured).
+    pub port: u16,
+}
+
+/// A container of a cluster-scoped network on another host (API 1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Peer {
+    pub address: IpAddr,
+    pub mac: [u8; 6],
+    /// The underlay address of the host it runs on.
+    pub host: IpAddr,
 }
 
 impl Network {
@@ -137,6 +161,7 @@ impl Network {
             nat: String::new(),
             icc: true,
             internal: false,
+            cluster: None,
         }
     }
 }
@@ -156,6 +181,11 @@ pub struct Endpoint {
     pub interface: Option<String>,
     pub ip_address: Option<IpAddr>,
     pub ip_address6: Option<IpAddr>,
+    /// The hardware address the container's interface must have (API 1.2): set on
+    /// cluster-scoped networks, whose other hosts forward to it by address. Drivers that
+    /// give containers a stack of their own set it; absent, the kernel picks one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<[u8; 6]>,
 }
 
 impl Endpoint {

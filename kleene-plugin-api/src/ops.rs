@@ -59,6 +59,9 @@ pub enum Op {
     SetLinkMac {
         name: String,
         mac: [u8; 6],
+        /// The container whose stack holds the link (API 1.2; absent: the host's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sandbox: Option<String>,
     },
     SetLinkUp {
         name: String,
@@ -131,6 +134,45 @@ pub enum Op {
         sandbox: String,
         addresses: Vec<Cidr>,
     },
+    /// A VXLAN tunnel endpoint (API 1.2): segment `vni`, sending from the underlay address
+    /// `local` to UDP `port`. It never learns where addresses are and answers ARP and
+    /// neighbour solicitations from its own neighbour entries (Linux `nolearning proxy`):
+    /// the cluster store, not flooding, tells it where every remote container is.
+    CreateVxlan {
+        name: String,
+        vni: u32,
+        local: IpAddr,
+        port: u16,
+    },
+    DeleteVxlan {
+        name: String,
+        vni: u32,
+        local: IpAddr,
+        port: u16,
+    },
+    /// A static forwarding entry of a VXLAN device: frames for `mac` go to the tunnel
+    /// endpoint at `remote` (API 1.2).
+    AddForwarding {
+        link: String,
+        mac: [u8; 6],
+        remote: IpAddr,
+    },
+    RemoveForwarding {
+        link: String,
+        mac: [u8; 6],
+        remote: IpAddr,
+    },
+    /// A permanent neighbour entry on `link`: `address` is at `mac` (API 1.2).
+    AddNeighbour {
+        link: String,
+        address: IpAddr,
+        mac: [u8; 6],
+    },
+    RemoveNeighbour {
+        link: String,
+        address: IpAddr,
+        mac: [u8; 6],
+    },
 }
 
 impl Op {
@@ -154,6 +196,12 @@ impl Op {
             RemoveDefaultRoute { gateway, sandbox } => AddDefaultRoute { gateway, sandbox },
             CreateSandbox { sandbox, stack } => DestroySandbox { sandbox, stack },
             DestroySandbox { sandbox, stack } => CreateSandbox { sandbox, stack },
+            CreateVxlan { name, vni, local, port } => DeleteVxlan { name, vni, local, port },
+            DeleteVxlan { name, vni, local, port } => CreateVxlan { name, vni, local, port },
+            AddForwarding { link, mac, remote } => RemoveForwarding { link, mac, remote },
+            RemoveForwarding { link, mac, remote } => AddForwarding { link, mac, remote },
+            AddNeighbour { link, address, mac } => RemoveNeighbour { link, address, mac },
+            RemoveNeighbour { link, address, mac } => AddNeighbour { link, address, mac },
             // The previous address set is only known to the planner: it supplies the undo.
             RestrictAddresses { .. } => return None,
             // The link's previous address is not known; the link's own deletion undoes it.
@@ -175,6 +223,9 @@ impl Op {
                 | DetachFromBridge { .. }
                 | RemoveDefaultRoute { .. }
                 | DestroySandbox { .. }
+                | DeleteVxlan { .. }
+                | RemoveForwarding { .. }
+                | RemoveNeighbour { .. }
         )
     }
 
@@ -199,6 +250,12 @@ impl Op {
             CreateSandbox { .. } => "create_sandbox",
             DestroySandbox { .. } => "destroy_sandbox",
             RestrictAddresses { .. } => "restrict_addresses",
+            CreateVxlan { .. } => "create_vxlan",
+            DeleteVxlan { .. } => "delete_vxlan",
+            AddForwarding { .. } => "add_forwarding",
+            RemoveForwarding { .. } => "remove_forwarding",
+            AddNeighbour { .. } => "add_neighbour",
+            RemoveNeighbour { .. } => "remove_neighbour",
         }
     }
 }

@@ -34,6 +34,11 @@ pub fn join(plan: &mut Plan, sandbox: &str, a: &Attachment, host: String, peer: 
     plan.push(Op::CreatePair { host: host.clone(), peer: peer.clone(), sandbox: sandbox.to_string() });
     plan.push(Op::AttachToBridge { bridge: a.network.interface.clone(), member: host.clone() });
     plan.push(Op::SetLinkUp { name: host, sandbox: None });
+    if let Some(mac) = a.endpoint.mac {
+        // Before the container's end comes up; undone with the pair, whose address it is.
+        let set = Op::SetLinkMac { name: peer.clone(), mac, sandbox: in_sandbox.clone() };
+        plan.push_with_undo(set, vec![]);
+    }
     let families = [
         Family {
             address: a.endpoint.ip_address,

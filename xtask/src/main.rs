@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// Every plugin of the workspace; each lives in `plugins/<name>` as `kleene-plugin-<name>`.
-const PLUGINS: [&str; 7] = ["loopback", "bridge", "custom", "host", "ipnet", "vnet", "disabled"];
+const PLUGINS: [&str; 8] = ["loopback", "bridge", "custom", "host", "ipnet", "vnet", "disabled", "overlay"];
 
 const USAGE: &str = "usage: cargo xtask stage --prefix DIR [--plugins a,b,...] [--release]";
 

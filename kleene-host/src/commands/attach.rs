@@ -24,34 +24,50 @@ pub fn check_matrix(ctx: &mut Ctx, driver: &str, network: &Network) -> Result<()
 /// Decide one family's address: `None`/`auto` allocates when the network has that family;
 /// an explicit address must be inside the subnet, not a gateway, and free.
 fn choose_address(db: &Connection, net: &Network, requested: Option<&str>, v4: bool) -> Result<Option<IpAddr>> {
-    let (subnet, gateway, name) =
-        if v4 { (net.subnet, net.gateway, "IPv4") } else { (net.subnet6, net.gateway6, "IPv6") };
     match requested {
         Some("") => Ok(None),
-        None | Some("auto") | Some("<auto>") => match subnet {
+        None | Some("auto") | Some("<auto>") => match family(net, v4).0 {
             None => Ok(None),
             Some(s) => lowest_free(db, net, &s).map(Some),
         },
         Some(text) => {
-            let ip: IpAddr = text.parse().map_err(|_| anyhow!("could not parse inet address {text}: einval"))?;
-            if ip.is_ipv4() != v4 {
-                bail!("could not parse inet address {text}: wrong IP protocol for --ip{}", if v4 { "" } else { "6" });
-            }
-            let Some(s) = subnet else {
-                bail!("cannot set ip address because there is no {name} subnet defined for this network");
-            };
-            if !s.contains(ip) {
-                bail!("address {ip} is outside the network's subnet {s}");
-            }
-            if Some(ip) == gateway {
-                bail!("address {ip} is the network's gateway");
-            }
+            let ip = requested_address(net, text, v4)?;
             if !ipam::is_free(db, &net.id, ip)? {
                 bail!("address {ip} is already in use (or reserved) in network '{}'", net.name);
             }
             Ok(Some(ip))
         }
     }
+}
+
+/// One family of a network: its subnet and gateway.
+pub fn family(net: &Network, v4: bool) -> (Option<Cidr>, Option<IpAddr>) {
+    if v4 {
+        (net.subnet, net.gateway)
+    } else {
+        (net.subnet6, net.gateway6)
+    }
+}
+
+/// An address the operator asked for: of the family, inside the subnet, not the gateway
+/// (whether it is free is the pool's question).
+pub fn requested_address(net: &Network, text: &str, v4: bool) -> Result<IpAddr> {
+    let (subnet, gateway) = family(net, v4);
+    let name = if v4 { "IPv4" } else { "IPv6" };
+    let ip: IpAddr = text.parse().map_err(|_| anyhow!("could not parse inet address {text}: einval"))?;
+    if ip.is_ipv4() != v4 {
+        bail!("could not parse inet address {text}: wrong IP protocol for --ip{}", if v4 { "" } else { "6" });
+    }
+    let Some(s) = subnet else {
+        bail!("cannot set ip address because there is no {name} subnet defined for this network");
+    };
+    if !s.contains(ip) {
+        bail!("address {ip} is outside the network's subnet {s}");
+    }
+    if Some(ip) == gateway {
+        bail!("address {ip} is the network's gateway");
+    }
+    Ok(ip)
 }
 
 fn lowest_free(db: &Connection, net: &Network, s: &Cidr) -> Result<IpAddr> {
@@ -70,6 +86,9 @@ pub fn new_endpoint(
     ip: Option<&str>,
     ip6: Option<&str>,
 ) -> Result<Endpoint> {
+    if crate::cluster::is_cluster(net) {
+        return crate::cluster::ipam::new_endpoint(net, container_id, ip, ip6);
+    }
     Ok(Endpoint {
         id: state::new_id(),
         network_id: net.id.clone(),
@@ -78,6 +97,7 @@ pub fn new_endpoint(
         interface: None,
         ip_address: choose_address(db, net, ip, true)?,
         ip_address6: choose_address(db, net, ip6, false)?,
+        mac: None,
     })
 }
 
@@ -90,8 +110,10 @@ pub fn record_endpoint(tx: &Connection, ep: &Endpoint) -> Result<()> {
     Ok(())
 }
 
-/// Forget an endpoint and release its addresses.
+/// Forget an endpoint and release its addresses (a cluster network's in etcd too: if etcd
+/// cannot be reached, the whole change is refused).
 pub fn forget_endpoint(tx: &Connection, ep: &Endpoint) -> Result<()> {
+    crate::cluster::ipam::release_endpoint(tx, ep)?;
     for ip in ep.addresses() {
         ipam::release(tx, &ep.network_id, ip)?;
     }

@@ -336,6 +336,7 @@ pub fn create_endpoint(
         interface: None,
         ip_address: address.map(|c| c.addr),
         ip_address6: address6.map(|c| c.addr),
+        mac: None,
     };
     let mapping = DockerEndpoint {
         docker_id: docker_ep.to_string(),

@@ -45,6 +45,8 @@ impl Ctx {
         };
         let state_dir = global.state_dir.clone().unwrap_or_else(|| state_default.into());
         let run_dir = global.run_dir.clone().unwrap_or_else(|| run_default.into());
+        let (cluster, address) = (global.cluster.as_deref(), global.cluster_address.as_deref());
+        crate::cluster::configure(cluster, address, &run_dir, global.dry_run);
         Ctx {
             global,
             state_dir,

@@ -214,7 +214,11 @@ pub fn create_recording(
         nat,
         icc: !args.no_icc,
         internal: args.internal,
+        cluster: None,
     };
+    if traits.cluster_scoped {
+        return crate::cluster::networks::create(ctx, session, network, args);
+    }
     let plan = plugin.plan(&Call::NetworkCreate { network: network.clone() })?;
     let id = network.id.clone();
     // Kleene counts the addresses already on the interface as used (custom networks).
@@ -326,8 +330,10 @@ pub fn prune(ctx: &mut Ctx, removed: &mut Vec<String>) -> Result<()> {
     let session = ctx.begin(&state)?;
     let mut unused = Vec::new();
     for row in state::networks(&state.db)? {
-        // Docker's networks go with `docker network rm`.
-        if state::docker::network_of(&state.db, &row.network.id)?.is_some() {
+        // Docker's networks go with `docker network rm`; cluster networks are the cluster's
+        // (`network rm` removes one).
+        if crate::cluster::is_cluster(&row.network) || state::docker::network_of(&state.db, &row.network.id)?.is_some()
+        {
             continue;
         }
         if state::endpoints_where(&state.db, "network_id", &row.network.id)?.is_empty() {
@@ -381,6 +387,7 @@ fn remove_recording(
         rows.push(state::network_by_id(&state.db, id)?);
         endpoints.extend(state::endpoints_where(&state.db, "network_id", id)?);
     }
+    crate::cluster::networks::remove(&rows)?;
     let leaving: Vec<String> = endpoints.iter().map(|ep| ep.id.clone()).collect();
     for row in &rows {
         for ep in endpoints.iter().filter(|ep| ep.network_id == row.network.id) {

@@ -18,7 +18,7 @@ pub fn reconcile(ctx: &mut Ctx) -> Result<()> {
     match ctx.begin(&state)? {
         Session::DryRun => {
             let rules = firewall::load(&state.db)?;
-            engine::render(ctx.renderer().as_mut(), &kleene_plugin_api::Plan::new(), &rules)
+            return engine::render(ctx.renderer().as_mut(), &kleene_plugin_api::Plan::new(), &rules);
         }
         Session::Live { mut exec, .. } => {
             exec.delete_retired_links()?;
@@ -26,9 +26,13 @@ pub fn reconcile(ctx: &mut Ctx) -> Result<()> {
             restore_containers(ctx, &mut state, exec.as_mut())?;
             engine::reapply_firewall(&state, exec.as_mut())?;
             // Restarts a resolver that died, and rewrites what someone changed.
-            super::sync_dns(&state, exec.as_mut(), true)
+            super::sync_dns(&state, exec.as_mut(), true)?;
         }
     }
+    // With the host lock released: a rebuilt tunnel device of a cluster network gets its
+    // entries for the containers on other hosts back.
+    crate::cluster::sync::sync_or_warn(ctx);
+    Ok(())
 }
 
 /// Re-create the interfaces of networks that lost them. A plan whose checks fail (the link
@@ -43,7 +47,9 @@ fn restore_networks(ctx: &mut Ctx, state: &mut State, exec: &mut dyn Executor) -
         }
         tracing::info!("re-creating the interface of network {}", network.name);
         let what = format!("reconcile network {}", network.name);
-        engine::run(state, exec, &what, &plan, |_, _| Ok(()))
+        // A cluster network's rebuilt tunnel holds no entries yet: forget them, the next sync
+        // installs them again.
+        engine::run(state, exec, &what, &plan, |tx, _| crate::cluster::sync::forget_entries(tx, &network.id))
             .with_context(|| format!("cannot restore network {}", network.name))?;
     }
     Ok(())

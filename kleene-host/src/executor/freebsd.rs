@@ -120,7 +120,11 @@ impl FreeBsdRenderer {
                 self.run(format!("ifconfig {} create name {}", clone_kind(*kind), word(name)))
             }
             Op::DeleteLink { name, .. } => self.run(destroy(name)),
-            Op::SetLinkMac { name, mac } => self.set_mac(name, mac),
+            Op::SetLinkMac { name, mac, sandbox: None } => self.set_mac(name, mac),
+            Op::SetLinkMac { name, mac, sandbox: Some(jail) } => {
+                let command = self.jail_ifconfig(jail, name, format!("ether {}", mac_string(mac)));
+                self.start_or_jexec(jail, command);
+            }
             Op::SetLinkUp { name, sandbox } => self.link_up(name, sandbox.as_deref()),
             Op::SetLinkDown { name, sandbox } => self.link_down(name, sandbox.as_deref()),
             Op::AddAddress { link, address, prefix, sandbox } => {
@@ -150,6 +154,24 @@ impl FreeBsdRenderer {
                 self.run(jail_remove(sandbox));
             }
             Op::RestrictAddresses { sandbox, addresses } => self.restrict(sandbox, addresses),
+            Op::CreateVxlan { name, vni, local, port } => {
+                self.created_links.insert(name.clone());
+                self.run(create_vxlan(name, *vni, *local, *port));
+            }
+            Op::DeleteVxlan { name, .. } => self.run(destroy(name)),
+            // vxlan(4) has no static forwarding or neighbour entries: it learns where each
+            // MAC is from the traffic its multicast group floods. The entries are kept as
+            // comments so the script says what the Linux host would have programmed.
+            Op::AddForwarding { link, mac, remote } => {
+                self.run(format!("# {link}: {} is at {remote} (vxlan(4) learns it)", mac_string(mac)))
+            }
+            Op::RemoveForwarding { link, mac, remote } => {
+                self.run(format!("# {link}: {} no longer at {remote} (vxlan(4) ages it out)", mac_string(mac)))
+            }
+            Op::AddNeighbour { link, address, mac } => {
+                self.run(format!("# {link}: {address} has {} (answered by the container itself)", mac_string(mac)))
+            }
+            Op::RemoveNeighbour { link, address, .. } => self.run(format!("# {link}: {address} is gone")),
         }
     }
 
@@ -157,9 +179,11 @@ impl FreeBsdRenderer {
     /// An address on an interface this script created goes with the interface.
     fn registration(&self, op: &Op, undo: &[Op]) -> Option<String> {
         let creates = match op {
-            Op::CreateLink { .. } | Op::CreatePair { .. } | Op::CreateHandoffPair { .. } | Op::CreateSandbox { .. } => {
-                true
-            }
+            Op::CreateLink { .. }
+            | Op::CreateVxlan { .. }
+            | Op::CreatePair { .. }
+            | Op::CreateHandoffPair { .. }
+            | Op::CreateSandbox { .. } => true,
             Op::AddAddress { link, sandbox: None, .. } => !self.created_links.contains(link),
             _ => false,
         };
@@ -441,11 +465,27 @@ pub const PROLOGUE: [&str; 6] = [
 /// The command line of an undo operation, for the removals `creates` registers.
 fn undo_line(op: &Op) -> Option<String> {
     match op {
-        Op::DeleteLink { name, .. } | Op::DeletePair { host: name, .. } => Some(destroy(name)),
+        Op::DeleteLink { name, .. } | Op::DeletePair { host: name, .. } | Op::DeleteVxlan { name, .. } => {
+            Some(destroy(name))
+        }
         Op::DestroySandbox { sandbox, .. } => Some(jail_remove(sandbox)),
         Op::RemoveAddress { link, address, sandbox: None, .. } => Some(remove_alias(link, *address)),
         _ => None,
     }
+}
+
+/// A vxlan(4) interface: FreeBSD's takes one remote or one multicast group, not per-MAC
+/// entries, so the network's hosts meet in a group derived from the VNI (239.0.0.0/8,
+/// organisation-local scope) and the interface learns where each container is.
+fn create_vxlan(name: &str, vni: u32, local: IpAddr, port: u16) -> String {
+    let group = match local {
+        IpAddr::V4(_) => std::net::Ipv4Addr::from(0xef00_0000 | (vni & 0x00ff_ffff)).to_string(),
+        IpAddr::V6(_) => format!("ff08::{:x}:{:x}", vni >> 16, vni & 0xffff),
+    };
+    format!(
+        "ifconfig vxlan create name {} vxlanid {vni} vxlanlocal {local} vxlangroup {group} vxlanport {port} vxlanlearn",
+        word(name)
+    )
 }
 
 fn destroy(name: &str) -> String {

@@ -28,7 +28,9 @@ impl LinuxRenderer {
         match op {
             Op::CreateLink { name, kind } => self.run(format!("ip link add {name} type {}", link_type(*kind))),
             Op::DeleteLink { name, .. } => self.run(format!("ip link del {name}")),
-            Op::SetLinkMac { name, mac } => self.run(format!("ip link set {name} address {}", mac_string(mac))),
+            Op::SetLinkMac { name, mac, sandbox } => {
+                self.run(format!("{} link set {name} address {}", ip(sandbox), mac_string(mac)))
+            }
             Op::SetLinkUp { name, sandbox } => self.run(format!("{} link set {name} up", ip(sandbox))),
             Op::SetLinkDown { name, sandbox } => self.run(format!("{} link set {name} down", ip(sandbox))),
             Op::AddAddress { link, address, prefix, sandbox } => {
@@ -56,6 +58,19 @@ impl LinuxRenderer {
             Op::CreateSandbox { sandbox, stack } => self.create_sandbox(sandbox, *stack),
             Op::DestroySandbox { sandbox, stack } => self.destroy_sandbox(sandbox, *stack),
             Op::RestrictAddresses { sandbox, addresses } => self.run(restrict_line(sandbox, addresses)),
+            Op::CreateVxlan { name, vni, local, port } => self
+                .run(format!("ip link add {name} type vxlan id {vni} local {local} dstport {port} nolearning proxy")),
+            Op::DeleteVxlan { name, .. } => self.run(format!("ip link del {name}")),
+            Op::AddForwarding { link, mac, remote } => {
+                self.run(format!("bridge fdb replace {} dev {link} dst {remote} self permanent", mac_string(mac)))
+            }
+            Op::RemoveForwarding { link, mac, remote } => {
+                self.run(format!("bridge fdb del {} dev {link} dst {remote} self", mac_string(mac)))
+            }
+            Op::AddNeighbour { link, address, mac } => {
+                self.run(format!("ip neigh replace {address} lladdr {} dev {link} nud permanent", mac_string(mac)))
+            }
+            Op::RemoveNeighbour { link, address, .. } => self.run(format!("ip neigh del {address} dev {link}")),
         }
     }
 

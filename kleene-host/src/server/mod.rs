@@ -51,6 +51,7 @@ pub fn serve(ctx: &mut Ctx, socket: PathBuf, docker_socket: Option<PathBuf>) -> 
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // Like kleened at start: rebuild what state says exists (interfaces, sandboxes, firewall).
     system::reconcile(ctx).context("cannot reconcile the host with state at start")?;
+    crate::cluster::watch::spawn(&ctx.global);
     let listener = socket::bind(&socket)?;
     let docker_listener = match &docker_socket {
         Some(path) => match socket::bind(path) {

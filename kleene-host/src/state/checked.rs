@@ -126,9 +126,15 @@ pub fn journal(db: &Connection, what: &str, ops: &[Op], exec: &mut dyn Executor)
 /// sandbox).
 fn touches(op: &Op) -> (Option<&str>, Vec<&str>, Vec<&str>) {
     match op {
-        Op::CreateLink { name, .. } | Op::DeleteLink { name, .. } | Op::SetLinkMac { name, .. } => {
-            (None, vec![name], vec![])
-        }
+        Op::CreateLink { name, .. }
+        | Op::DeleteLink { name, .. }
+        | Op::CreateVxlan { name, .. }
+        | Op::DeleteVxlan { name, .. } => (None, vec![name], vec![]),
+        Op::SetLinkMac { name, sandbox, .. } => on(name, sandbox),
+        Op::AddForwarding { link, .. }
+        | Op::RemoveForwarding { link, .. }
+        | Op::AddNeighbour { link, .. }
+        | Op::RemoveNeighbour { link, .. } => (None, vec![link], vec![]),
         Op::SetLinkUp { name, sandbox } | Op::SetLinkDown { name, sandbox } => on(name, sandbox),
         Op::AddAddress { link, sandbox, .. } | Op::RemoveAddress { link, sandbox, .. } => on(link, sandbox),
         Op::CreatePair { host, peer, sandbox } | Op::DeletePair { host, peer, sandbox } => {

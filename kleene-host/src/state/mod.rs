@@ -77,6 +77,15 @@ CREATE TABLE docker_endpoints (
     docker_id TEXT PRIMARY KEY, docker_network TEXT NOT NULL REFERENCES docker_networks(docker_id),
     container_id TEXT NOT NULL REFERENCES containers(id), took_addresses INTEGER NOT NULL);
 "#,
+    // Cluster-scoped networks (plugin API 1.2): the network's cluster scope, the fixed MAC of
+    // an endpoint on one, and the entries this host holds for containers on other hosts.
+    r#"
+ALTER TABLE networks ADD COLUMN cluster TEXT;
+ALTER TABLE endpoints ADD COLUMN mac TEXT;
+CREATE TABLE cluster_peers (
+    network_id TEXT NOT NULL, address TEXT NOT NULL, mac TEXT NOT NULL, host TEXT NOT NULL,
+    PRIMARY KEY (network_id, address)) WITHOUT ROWID;
+"#,
 ];
 
 pub struct State {

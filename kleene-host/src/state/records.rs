@@ -44,6 +44,7 @@ fn network_from_row(r: &Row<'_>) -> rusqlite::Result<NetworkRow> {
             nat: r.get("nat")?,
             icc: r.get("icc")?,
             internal: r.get("internal")?,
+            cluster: r.get::<_, Option<String>>("cluster")?.and_then(|c| serde_json::from_str(&c).ok()),
         },
         link_kind: r.get("link_kind")?,
         forwarded: r.get("forwarded")?,
@@ -66,8 +67,15 @@ fn endpoint_from_row(r: &Row<'_>) -> rusqlite::Result<Endpoint> {
         interface: r.get("interface")?,
         ip_address: opt_parse(r.get("ip_address")?),
         ip_address6: opt_parse(r.get("ip_address6")?),
+        mac: r.get::<_, Option<String>>("mac")?.as_deref().and_then(parse_mac),
     };
     checked(e, super::checked::endpoint)
+}
+
+/// `aa:bb:cc:dd:ee:ff` as six bytes.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let bytes: Vec<u8> = text.split(':').map(|b| u8::from_str_radix(b, 16)).collect::<Result<_, _>>().ok()?;
+    bytes.try_into().ok()
 }
 
 fn text<T: ToString>(v: &Option<T>) -> Option<String> {
@@ -76,11 +84,11 @@ fn text<T: ToString>(v: &Option<T>) -> Option<String> {
 
 pub fn insert_network(db: &Connection, n: &NetworkRow) -> Result<()> {
     let net = &n.network;
-    db.prepare_cached("INSERT INTO networks (id, name, type, interface, subnet, subnet6, gateway, gateway_auto, gateway6, gateway6_auto, nat, icc, internal, link_kind, forwarded, dns)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)")?.execute(params![
+    db.prepare_cached("INSERT INTO networks (id, name, type, interface, subnet, subnet6, gateway, gateway_auto, gateway6, gateway6_auto, nat, icc, internal, link_kind, forwarded, dns, cluster)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)")?.execute(params![
             net.id, net.name, net.kind, net.interface, text(&net.subnet), text(&net.subnet6), text(&net.gateway),
             net.gateway_auto, text(&net.gateway6), net.gateway6_auto, net.nat, net.icc, net.internal, n.link_kind,
-            n.forwarded, n.dns
+            n.forwarded, n.dns, net.cluster.map(|c| serde_json::to_string(&c)).transpose()?
         ])?;
     Ok(())
 }
@@ -97,6 +105,7 @@ pub fn network_by_id(db: &Connection, id: &str) -> Result<NetworkRow> {
 
 pub fn delete_network(db: &Connection, id: &str) -> Result<()> {
     db.prepare_cached("DELETE FROM ipam_free WHERE network_id = ?1")?.execute([id])?;
+    db.prepare_cached("DELETE FROM cluster_peers WHERE network_id = ?1")?.execute([id])?;
     db.prepare_cached("DELETE FROM networks WHERE id = ?1")?.execute([id])?;
     Ok(())
 }
@@ -160,8 +169,8 @@ pub fn delete_container(db: &Connection, id: &str) -> Result<()> {
 
 pub fn insert_endpoint(db: &Connection, e: &Endpoint) -> Result<()> {
     db.prepare_cached(
-        "INSERT INTO endpoints (id, seq, network_id, container_id, epair, interface, ip_address, ip_address6)
-         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM endpoints), ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO endpoints (id, seq, network_id, container_id, epair, interface, ip_address, ip_address6, mac)
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM endpoints), ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         e.id,
@@ -170,7 +179,8 @@ pub fn insert_endpoint(db: &Connection, e: &Endpoint) -> Result<()> {
         e.epair,
         e.interface,
         text(&e.ip_address),
-        text(&e.ip_address6)
+        text(&e.ip_address6),
+        e.mac.as_ref().map(kleene_plugin_api::mac_string)
     ])?;
     Ok(())
 }
@@ -267,7 +277,7 @@ pub fn published(db: &Connection) -> Result<std::collections::HashMap<String, Ve
 pub fn endpoints_with_containers(db: &Connection) -> Result<Vec<(Endpoint, Container, Option<Stack>)>> {
     let mut stmt = db.prepare_cached(
         "SELECT e.id, e.network_id, e.container_id, e.epair, e.interface, e.ip_address, e.ip_address6, \
-         c.name, c.driver, c.running, c.stack \
+         c.name, c.driver, c.running, c.stack, e.mac \
          FROM endpoints e JOIN containers c ON c.id = e.container_id ORDER BY e.seq",
     )?;
     let mut stacks: std::collections::HashMap<String, Stack> = std::collections::HashMap::new();
@@ -282,6 +292,7 @@ pub fn endpoints_with_containers(db: &Connection) -> Result<Vec<(Endpoint, Conta
             interface: r.get(4)?,
             ip_address: opt_parse(r.get(5)?),
             ip_address6: opt_parse(r.get(6)?),
+            mac: r.get::<_, Option<String>>(11)?.as_deref().and_then(parse_mac),
         };
         let c = Container { id: e.container_id.clone(), name: r.get(7)?, driver: r.get(8)?, running: r.get(9)? };
         let stack = match r.get::<_, Option<String>>(10)? {

@@ -60,6 +60,7 @@ pub fn attach(network: &Network, v4: Option<&str>, v6: Option<&str>) -> Attachme
         interface: None,
         ip_address: v4.map(|ip| ip.parse().unwrap()),
         ip_address6: v6.map(|ip| ip.parse().unwrap()),
+        mac: None,
     };
     Attachment { network: network.clone(), endpoint }
 }

@@ -23,7 +23,7 @@ fn held_gateways(network: &Network) -> Vec<(IpAddr, u8)> {
 /// MAC changes under every other container's ARP entry. The id keeps it across reconcile.
 fn create(network: &Network) -> Plan {
     let mut plan = Plan::own_link(&network.interface, LinkKind::Bridge, &held_gateways(network));
-    let mac = Op::SetLinkMac { name: network.interface.clone(), mac: local_mac(&network.id) };
+    let mac = Op::SetLinkMac { name: network.interface.clone(), mac: local_mac(&network.id), sandbox: None };
     plan.steps.insert(1, Step { op: mac, undo: vec![] });
     plan
 }

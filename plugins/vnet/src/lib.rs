@@ -32,7 +32,7 @@ impl Plugin for Vnet {
             "vnet",
             env!("CARGO_PKG_VERSION"),
             "a network stack of its own, joined to bridges by pairs",
-            &["bridge"],
+            &["bridge", "overlay"],
         )
         .with_stack(Stack::Private)
     }

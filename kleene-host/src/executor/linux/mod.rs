@@ -277,7 +277,7 @@ impl LinuxExecutor {
                 return self.create_link(name, *kind);
             }
             Op::DeleteLink { name, .. } => self.deferred_links.push(name.clone()),
-            Op::SetLinkMac { name, mac } => self.host()?.set_mac(name, mac)?,
+            Op::SetLinkMac { name, mac, sandbox } => self.nl(sandbox.as_deref())?.set_mac(name, mac)?,
             Op::SetLinkUp { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, true)?,
             Op::SetLinkDown { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, false)?,
             Op::AddAddress { link, address, prefix, sandbox } => {
@@ -297,6 +297,17 @@ impl LinuxExecutor {
             Op::CreateSandbox { sandbox, stack } => self.create_sandbox(sandbox, *stack)?,
             Op::DestroySandbox { sandbox, .. } => self.destroy_sandbox(sandbox)?,
             Op::RestrictAddresses { sandbox, addresses } => self.restrict(sandbox, addresses)?,
+            Op::CreateVxlan { name, vni, local, port } => {
+                if self.deferred_links.contains(name) {
+                    self.delete_deferred_links()?;
+                }
+                self.host()?.create_vxlan(name, *vni, *local, *port, KLEENE_GROUP)?
+            }
+            Op::DeleteVxlan { name, .. } => self.deferred_links.push(name.clone()),
+            Op::AddForwarding { link, mac, remote } => self.host()?.forwarding(link, mac, *remote, true)?,
+            Op::RemoveForwarding { link, mac, remote } => self.host()?.forwarding(link, mac, *remote, false)?,
+            Op::AddNeighbour { link, address, mac } => self.host()?.neighbour(link, *address, mac, true)?,
+            Op::RemoveNeighbour { link, address, mac } => self.host()?.neighbour(link, *address, mac, false)?,
         }
         Ok(vec![])
     }
@@ -454,7 +465,9 @@ impl Executor for LinuxExecutor {
                     return Ok(());
                 }
             }
-            Op::CreateLink { name, .. } if self.host()?.link(name)?.is_some() => return Ok(()),
+            Op::CreateLink { name, .. } | Op::CreateVxlan { name, .. } if self.host()?.link(name)?.is_some() => {
+                return Ok(())
+            }
             // The runtime may hold the peer in its sandbox by now: a host end is the pair.
             Op::CreateHandoffPair { host, .. } => {
                 self.deferred_pairs.retain(|(h, _)| h != host);
@@ -471,7 +484,7 @@ impl Executor for LinuxExecutor {
             _ => {}
         }
         // Re-creating a link whose deletion is still pending: it was never deleted.
-        if let Op::CreateLink { name, .. } = op {
+        if let Op::CreateLink { name, .. } | Op::CreateVxlan { name, .. } = op {
             if let Some(pending) = self.deferred_links.iter().position(|l| l == name) {
                 self.deferred_links.remove(pending);
                 return Ok(());

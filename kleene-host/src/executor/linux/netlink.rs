@@ -11,12 +11,16 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as LinkInfoAttr,
-    LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags,
+    LinkInfo as LinkInfoAttr, LinkMessage,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -80,6 +84,24 @@ impl Netlink {
     /// interface group `group` (the peer in the default group).
     pub fn create_veth(&mut self, name: &str, peer: &str, peer_netns: BorrowedFd<'_>, group: u32) -> io::Result<()> {
         self.ack(requests::in_group(requests::new_veth(name, peer, peer_netns.as_raw_fd())?, group))
+    }
+
+    /// Creates a VXLAN device (VNI `vni`, source `local`, UDP `port`) that never learns and
+    /// answers ARP/ND from its neighbour table, in interface group `group`.
+    pub fn create_vxlan(&mut self, name: &str, vni: u32, local: IpAddr, port: u16, group: u32) -> io::Result<()> {
+        self.ack(requests::in_group(requests::new_vxlan(name, vni, local, port)?, group))
+    }
+
+    /// A static forwarding entry of VXLAN device `link`: `mac` is behind `remote`.
+    pub fn forwarding(&mut self, link: &str, mac: &[u8; 6], remote: IpAddr, add: bool) -> io::Result<()> {
+        let index = self.index(link)?;
+        self.ack(requests::forwarding(index, mac, remote, add))
+    }
+
+    /// A permanent neighbour entry on `link`: `address` is at `mac`.
+    pub fn neighbour(&mut self, link: &str, address: IpAddr, mac: &[u8; 6], add: bool) -> io::Result<()> {
+        let index = self.index(link)?;
+        self.ack(requests::neighbour(index, address, mac, add))
     }
 
     pub fn delete_link(&mut self, name: &str) -> io::Result<()> {
@@ -350,6 +372,64 @@ mod requests {
             LinkInfoAttr::Data(InfoData::Veth(InfoVeth::Peer(peer_end))),
         ]));
         Ok(Request::new(RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL))
+    }
+
+    /// A VXLAN device: `nolearning` (entries come from the cluster, never from traffic) and
+    /// `proxy` (ARP and neighbour solicitations are answered from its neighbour entries, so
+    /// no broadcast crosses the underlay). Without a default remote it floods nothing.
+    pub(super) fn new_vxlan(name: &str, vni: u32, local: IpAddr, port: u16) -> io::Result<Request> {
+        let mut link = named(name)?;
+        let local = match local {
+            IpAddr::V4(v4) => InfoVxlan::Local(v4),
+            IpAddr::V6(v6) => InfoVxlan::Local6(v6),
+        };
+        let data =
+            vec![InfoVxlan::Id(vni), local, InfoVxlan::Port(port), InfoVxlan::Learning(false), InfoVxlan::Proxy(true)];
+        link.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfoAttr::Kind(InfoKind::Vxlan),
+            LinkInfoAttr::Data(InfoData::Vxlan(data)),
+        ]));
+        Ok(Request::new(RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL))
+    }
+
+    fn neighbour_address(ip: IpAddr) -> (AddressFamily, NeighbourAddress) {
+        match ip {
+            IpAddr::V4(v4) => (AddressFamily::Inet, NeighbourAddress::Inet(v4)),
+            IpAddr::V6(v6) => (AddressFamily::Inet6, NeighbourAddress::Inet6(v6)),
+        }
+    }
+
+    fn neighbour_request(message: NeighbourMessage, add: bool) -> Request {
+        if add {
+            // Replace: an entry left by an earlier run, or moved to another host, is made right.
+            Request::new(RouteNetlinkMessage::NewNeighbour(message), NLM_F_CREATE | NLM_F_REPLACE)
+        } else {
+            Request::new(RouteNetlinkMessage::DelNeighbour(message), 0)
+        }
+    }
+
+    /// `bridge fdb replace MAC dev LINK dst REMOTE self permanent`.
+    pub(super) fn forwarding(index: u32, mac: &[u8; 6], remote: IpAddr, add: bool) -> Request {
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Bridge;
+        message.header.ifindex = index;
+        message.header.state = NeighbourState::Permanent;
+        message.header.flags = NeighbourFlags::Own;
+        message.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        message.attributes.push(NeighbourAttribute::Destination(neighbour_address(remote).1));
+        neighbour_request(message, add)
+    }
+
+    /// `ip neigh replace ADDRESS lladdr MAC dev LINK nud permanent`.
+    pub(super) fn neighbour(index: u32, address: IpAddr, mac: &[u8; 6], add: bool) -> Request {
+        let mut message = NeighbourMessage::default();
+        let (family, destination) = neighbour_address(address);
+        message.header.family = family;
+        message.header.ifindex = index;
+        message.header.state = NeighbourState::Permanent;
+        message.attributes.push(NeighbourAttribute::Destination(destination));
+        message.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        neighbour_request(message, add)
     }
 
     /// `request` (a new link) with the link born in interface group `group`.
