@@ -130,6 +130,7 @@ mod tests {
             interface: None,
             ip_address: Some("10.0.0.2".parse().unwrap()),
             ip_address6: None,
+            mac: None,
         };
         Attachment { network, endpoint }
     }
