@@ -75,7 +75,7 @@ kh 1 container create -l vnet -n ov probe >/dev/null
 kh 1 container start probe
 for h in $(seq 1 "$HOSTS"); do
     (KLEENE_CLUSTER_ADDRESS=192.0.2.$h exec nsenter --net=/run/netns/$TAG-$h "$BIN/kleene" \
-        --state-dir "$W/h$h/state" --run-dir "$W/h$h/run" serve --socket "$W/h$h.sock" >/dev/null 2>&1) &
+        --state-dir "$W/h$h/state" --run-dir "$W/h$h/run" serve --no-docker --socket "$W/h$h.sock" >/dev/null 2>&1) &
     SERVERS+=($!)
 done
 for h in $(seq 1 "$HOSTS"); do until [ -S "$W/h$h.sock" ]; do sleep 0.05; done; done

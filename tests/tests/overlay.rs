@@ -47,7 +47,7 @@ impl Host {
     fn serve(&mut self) {
         let socket = self.sb.dir.path().join("kleened.sock");
         let child = self
-            .command(&["serve", "--socket", socket.to_str().unwrap()])
+            .command(&["serve", "--no-docker", "--socket", socket.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
