@@ -423,7 +423,8 @@ $K container create -l vnet -n knet v1 >/dev/null
 $K container start v1 >/dev/null
 containerd --config $D/containerd.toml >$D/containerd.log 2>&1 &
 CONTAINERD=$!
-trap 'kill $CONTAINERD 2>/dev/null; wait $CONTAINERD 2>/dev/null || true' EXIT
+# kleene's own container (its cgroup is the host's) and the network (its resolver) go too.
+trap 'kill $CONTAINERD 2>/dev/null; wait $CONTAINERD 2>/dev/null || true; $K container rm -f v1 probe >/dev/null 2>&1 || true; $K network rm knet >/dev/null 2>&1 || true' EXIT
 for i in $(seq 100); do [ -S $D/containerd.sock ] && break; sleep 0.05; done
 CTR="ctr -a $D/containerd.sock run --rm --cni --rootfs {rootfs}"
 ip_of() {{ $K container inspect "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["container_endpoints"][0]["ip_address"])'; }}
