@@ -21,7 +21,8 @@ trap 'stop_server; cleanup_kleene' EXIT
 cni=$(cni_bridge_bench "$N")
 cni_add=$(sed -n 's/^cni_add //p' <<< "$cni"); cni_del=$(sed -n 's/^cni_del //p' <<< "$cni")
 
-$K network create -t bridge --subnet 10.96.0.0/16 bench >/dev/null
+# --no-dns: the peers serve no names (container DNS has its own figures: bench/dns.sh).
+$K network create -t bridge --subnet 10.96.0.0/16 --no-dns bench >/dev/null
 
 # The CLI path: two processes per attach, two per detach.
 cli_attach cli "$N" > "$W/cli-attach.txt"

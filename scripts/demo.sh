@@ -11,7 +11,7 @@ if [ -z "${KLEENE_DEMO_NETNS:-}" ]; then
 fi
 ip link set lo up
 W=$(mktemp -d /tmp/kleene-demo.XXXXXX); chmod 0755 "$W"; mkdir -p "$W/plugins"
-for p in loopback bridge custom host ipnet vnet disabled; do install -m 0755 "target/release/libkleene_$p.so" "$W/plugins/"; done
+for p in loopback bridge custom host ipnet vnet disabled overlay; do install -m 0755 "target/release/libkleene_$p.so" "$W/plugins/"; done
 export KLEENE_PLUGIN_PATH=$W/plugins
 kleene() { echo "+ kleene $*" >&2; target/release/kleene --state-dir "$W/state" --run-dir "$W/run" "$@"; }
 cleanup() {
@@ -45,6 +45,9 @@ kleene container exec api -- python3 -c "import socket; s=socket.socket(); s.bin
 sleep 0.5
 kleene container exec web -- python3 -c "import socket; s=socket.create_connection(('10.42.0.3', 8080), timeout=3); print(s.recv(100).decode())"
 wait
+echo "== container DNS: on a bridge, containers find each other by name (aardvark-dns at the gateway)"
+kleene container exec web -- cat /etc/resolv.conf
+kleene container exec web -- getent hosts api
 echo "== api may not use an address that is not its own"
 kleene container exec api -- python3 -c "
 import socket
@@ -75,6 +78,18 @@ kleene network inspect viaapi
 klee network disconnect viaapi web
 klee network rm viaapi
 kill -TERM "$server"; wait "$server"
+
+echo "== a container runtime's namespace on a kleene network through kleene-cni (what containerd runs)"
+unshare -n sleep 60 & holder=$!
+sleep 0.2
+conf='{"cniVersion": "1.0.0", "name": "frontend", "type": "kleene-cni", "network": "frontend",
+       "stateDir": "'"$W/state"'", "runDir": "'"$W/run"'", "pluginDir": "'"$W/plugins"'"}'
+cni() { echo "+ CNI_COMMAND=$1 kleene-cni" >&2; CNI_COMMAND=$1 CNI_CONTAINERID=demo CNI_NETNS=/proc/$holder/ns/net CNI_IFNAME=eth0 CNI_PATH=target/release target/release/kleene-cni <<<"$conf"; }
+cni ADD
+nsenter --net=/proc/$holder/ns/net ping -c1 -W1 10.42.0.1
+kleene container ls
+cni DEL
+kill "$holder"; wait "$holder" 2>/dev/null || true
 for c in web api db box; do kleene container rm -f "$c"; done
 kleene network rm frontend backend local
 echo "demo finished: everything removed"

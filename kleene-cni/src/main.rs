@@ -210,6 +210,12 @@ fn success(version: &str, a: &Adopted, netns: &Path, dns: Option<protocol::Dns>)
             routes.push(protocol::Route { dst: default.into(), gw: Some(gw) });
         }
     }
+    // The operator's `dns` wins; else a network that serves names gives its resolver, as
+    // the bridge plugin with a DNS plugin or netavark with aardvark-dns would.
+    let dns = dns.or_else(|| {
+        let nameservers: Vec<String> = a.nameservers.iter().map(|ip| ip.to_string()).collect();
+        (!nameservers.is_empty()).then(|| protocol::Dns { nameservers, ..Default::default() })
+    });
     protocol::Success { cni_version: version.to_string(), interfaces, ips, routes, dns }
 }
 

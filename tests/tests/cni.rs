@@ -153,10 +153,14 @@ fn add_check_del_in_1_0_0() {
     assert_eq!(iface["name"], "eth0");
     assert_eq!(iface["sandbox"], ns.path().as_str());
     assert_eq!(result["routes"][0], json!({"dst": "0.0.0.0/0", "gw": "10.60.0.1"}));
-    // The real effect: the address in the runtime's namespace, the gateway reachable, and an
-    // ordinary kleene container on record.
+    // The network serves DNS (a bridge's default): the result names its resolver.
+    assert_eq!(result["dns"], json!({"nameservers": ["10.60.0.1"]}), "{result}");
+    // The real effect: the address in the runtime's namespace, the gateway reachable, the
+    // container's name answered by that resolver, and an ordinary kleene container on record.
     assert_eq!(ns.addresses("eth0"), ["10.60.0.2/24"]);
     assert_eq!(ns.sh("ping -c1 -W2 10.60.0.1").code, 0, "the gateway is unreachable");
+    let lookup = ns.sh("busybox nslookup ctr-1 10.60.0.1").ok();
+    assert!(lookup.contains("10.60.0.2"), "ctr-1 does not resolve: {lookup}");
     assert_eq!(containers(&sb), ["ctr-1"]);
     assert_eq!(host_ends(&sb).len(), 1);
 
@@ -434,6 +438,10 @@ for i in $(seq 100); do ip_of default-c1 >/dev/null 2>&1 && break; sleep 0.05; d
 C1=$(ip_of default-c1); V1=$(ip_of v1)
 echo "c1=$C1 v1=$V1"
 $CTR c2 /bin/busybox sh -c "ping -c1 -W2 $C1 && ping -c1 -W2 $V1 && echo C2_REACHED_BOTH"
+# By name too: the network's resolver (its gateway) answers for ctr's containers and kleene's.
+names=$($CTR c3 /bin/busybox sh -c "nslookup default-c1 10.61.0.1 && nslookup v1 10.61.0.1" || true)
+echo "$names" | grep -qw "$C1" && echo "$names" | grep -qw "$V1" && echo C3_RESOLVED
+$K container exec v1 -- getent hosts default-c1 | grep -q "^$C1 " && echo V1_RESOLVED_C1
 $K container exec v1 -- ping -c1 -W2 $C1 >/dev/null && echo V1_REACHED_C1
 echo "during: $($K container ls -a --json | python3 -c 'import json,sys; print(sorted(c["name"] for c in json.load(sys.stdin)))')"
 ctr -a $D/containerd.sock task kill -s KILL c1
@@ -460,6 +468,8 @@ echo "addresses: $($K container create -n knet probe >/dev/null && ip_of probe)"
     let stdout = &run.stdout;
     assert!(stdout.contains("C2_REACHED_BOTH"), "c2 did not reach c1 and v1: {run:?}\ncontainerd: {log}");
     assert!(stdout.contains("V1_REACHED_C1"), "v1 did not reach c1: {run:?}");
+    assert!(stdout.contains("C3_RESOLVED"), "a ctr container did not resolve kleene's by name: {run:?}");
+    assert!(stdout.contains("V1_RESOLVED_C1"), "v1 did not resolve c1 by name: {run:?}");
     assert!(stdout.contains("during: ['default-c1', 'v1']"), "{stdout}");
     assert!(stdout.contains("after: ['v1']"), "the ctr containers' records outlived them: {stdout}");
     // v1's pair and pin are the only ones left; c1's and c2's addresses are free again.

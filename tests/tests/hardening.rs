@@ -116,12 +116,7 @@ fn rm_removes_the_pair_while_the_namespace_is_held() {
     bridge(&sb, "br", "10.85.0.0/24");
     let id = create_started(&sb, &["-l", "vnet", "-n", "br", "v"]);
     let pin = sb.dir.path().join("run/netns").join(&id);
-    let mut holder = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", pin.display()))
-        .args(["sleep", "30"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut holder = hold_namespace(&pin);
     sb.kleene(&["container", "rm", "-f", "v"]).ok();
     let left = links(&sb);
     holder.kill().unwrap();
@@ -151,12 +146,7 @@ fn served_stop_retires_the_pair_at_once_and_deletes_it_right_after() {
         .expect("a started vnet container has a host end")
         .to_string();
     let pin = sb.dir.path().join("run/netns").join(&id);
-    let mut holder = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", pin.display()))
-        .args(["sleep", "30"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut holder = hold_namespace(&pin);
     let server = sb.serve();
     let (status, body) = server.request("POST", "/containers/v/stop", "");
     assert_eq!(status, 200, "{body}");
@@ -265,4 +255,16 @@ fn a_closed_pipe_ends_ls_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     let code: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!(code == 0 || code == 141, "exit {code}: {stderr}");
+}
+
+/// A process (the caller kills it) that keeps the namespace pinned at `pin` alive, as a
+/// container runtime's or a user's `nsenter` would.
+fn hold_namespace(pin: &std::path::Path) -> std::process::Child {
+    let holder = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", pin.display()))
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    holder
 }

@@ -47,6 +47,9 @@ pub struct Adopted {
     pub endpoint: Endpoint,
     /// The namespace it adopted, as the runtime named it when it was adopted.
     pub netns: PathBuf,
+    /// Where its names are answered: the network's resolver addresses when the network
+    /// serves DNS (docs/dns.md), else none. A runtime writes them into its resolv.conf.
+    pub nameservers: Vec<IpAddr>,
     /// The runtime's own record (the `config` of its [`Adoption`]).
     pub config: Map<String, Value>,
 }
@@ -92,7 +95,9 @@ pub fn attach(ctx: &mut Ctx, a: &Adoption<'_>) -> Result<Adopted> {
         bail!("container name {} is already taken", a.name);
     }
     let net_id = state::resolve(&state.db, "networks", "network", a.network)?;
-    let network = state::network_by_id(&state.db, &net_id)?.network;
+    let row = state::network_by_id(&state.db, &net_id)?;
+    let nameservers = nameservers(&row);
+    let network = row.network;
     let driver = a.driver.to_string();
     let stack = ctx.plugin(&driver, PluginKind::Driver)?.stack();
     if stack != Stack::Private {
@@ -142,6 +147,7 @@ pub fn attach(ctx: &mut Ctx, a: &Adoption<'_>) -> Result<Adopted> {
         network,
         endpoint,
         netns: a.netns.into(),
+        nameservers,
         config: a.config.clone(),
     })
 }
@@ -198,7 +204,17 @@ fn adopted(state: &State, container: Container, mut config: Map<String, Value>) 
     else {
         return Ok(None);
     };
-    Ok(Some(Adopted { container, network, endpoint, netns: netns.into(), config }))
+    let nameservers = nameservers(&state::network_by_id(&state.db, &network.id)?);
+    Ok(Some(Adopted { container, network, endpoint, netns: netns.into(), nameservers, config }))
+}
+
+/// The resolver addresses of a network that serves DNS.
+fn nameservers(row: &state::NetworkRow) -> Vec<IpAddr> {
+    if row.dns {
+        crate::dns::listen_addresses(row)
+    } else {
+        Vec::new()
+    }
 }
 
 /// Release the adopted container `id`: its pair, addresses, published ports and record go,
