@@ -42,7 +42,10 @@ impl Plugin for Sample {
                 for (i, a) in attachments.iter().enumerate() {
                     pairs::join(&mut plan, &container.id, a, host_end(a), format!("eth{i}"), &attachments[..i]);
                 }
-                host.log(Level::Info, format_args!("container {} joins {} network(s)", container.name, attachments.len()));
+                host.log(
+                    Level::Info,
+                    format_args!("container {} joins {} network(s)", container.name, attachments.len()),
+                );
             }
             Call::ContainerStop { container, attachments } => {
                 for a in attachments {
@@ -75,15 +78,7 @@ mod tests {
     fn attachment() -> Attachment {
         let network =
             Network { subnet: Some("10.0.0.0/24".parse().unwrap()), ..Network::new("n1", "net", "bridge", "kleene0") };
-        let endpoint = Endpoint {
-            id: "e1".into(),
-            network_id: "n1".into(),
-            container_id: "c1".into(),
-            epair: None,
-            interface: None,
-            ip_address: Some("10.0.0.2".parse().unwrap()),
-            ip_address6: None,
-        };
+        let endpoint = Endpoint { ip_address: Some("10.0.0.2".parse().unwrap()), ..Endpoint::new("e1", "n1", "c1") };
         Attachment { network, endpoint }
     }
 
