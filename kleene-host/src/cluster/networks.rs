@@ -7,7 +7,7 @@ use crate::cli::NetworkCreate;
 use crate::commands::{Ctx, Session};
 use crate::state::NetworkRow;
 use anyhow::{bail, Context, Result};
-use kleene_plugin_api::Network;
+use kleene_plugin_api::{Network, PluginKind};
 
 /// The highest VNI (24 bits).
 const MAX_VNI: u32 = (1 << 24) - 1;
@@ -39,6 +39,12 @@ pub fn create(ctx: &mut Ctx, session: Session, network: Network, args: &NetworkC
             }
         }
     }
+    if let Some(mtu) = args.mtu {
+        let underlay = cluster.config.address;
+        let encapsulation = ctx.plugin(&network.kind, PluginKind::NetworkType)?.network_traits().encapsulation;
+        let largest = ctx.underlay_mtu(underlay).saturating_sub(super::mtu::overhead(encapsulation, underlay));
+        super::mtu::validate(mtu, network.subnet6.is_some(), largest)?;
+    }
     let used: Vec<u32> = snap.networks.values().map(|n| n.vni).collect();
     let Some(vni) = (1..=MAX_VNI).find(|v| !used.contains(v)) else { bail!("every VNI is in use") };
     let nat = match (&args.nat_if, args.no_nat) {
@@ -60,6 +66,7 @@ pub fn create(ctx: &mut Ctx, session: Session, network: Network, args: &NetworkC
         nat,
         icc: network.icc,
         internal: network.internal,
+        mtu: args.mtu,
     };
     if !store::create_network(&mut cluster.etcd(), &definition).with_context(what)? {
         bail!("network name '{}' or VNI {vni} was just taken by another host; run the command again", network.name);

@@ -143,6 +143,9 @@ pub fn create_recording(
     };
     let plugin = ctx.plugin(&kind, PluginKind::NetworkType)?;
     let traits = plugin.network_traits();
+    if args.mtu.is_some() && !traits.cluster_scoped {
+        bail!("--mtu is for cluster networks, whose tunnels need the room: drop it for a {kind} network");
+    }
     let subnet = parse_subnet("subnet", args.subnet.as_deref(), true)?;
     let subnet6 = parse_subnet("subnet6", args.subnet6.as_deref(), false)?;
     let (gateway, gateway_auto) = parse_gateway("gateway", args.gw.as_deref(), subnet, traits.auto_gateway)?;
