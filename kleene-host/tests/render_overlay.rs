@@ -90,4 +90,3 @@ fn linux_remote_containers_get_forwarding_then_neighbour_entries_and_lose_them_i
     let plan = plan_of(&Overlay, &peers(vec![peer()], vec![]));
     assert!(plan.steps.iter().all(|s| s.undo.len() == 1 && s.undo[0].is_teardown()));
 }
-

@@ -172,7 +172,9 @@ impl Ctx {
     pub fn underlay_mtu(&self, address: std::net::IpAddr) -> u32 {
         crate::executor::host_address_mtu(&self.run_dir, address).unwrap_or_else(|| {
             let assumed = crate::cluster::mtu::ASSUMED_UNDERLAY_MTU;
-            tracing::warn!("no interface here holds the cluster address {address}: assuming it carries {assumed} bytes");
+            tracing::warn!(
+                "no interface here holds the cluster address {address}: assuming it carries {assumed} bytes"
+            );
             assumed
         })
     }
