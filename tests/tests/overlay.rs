@@ -473,6 +473,8 @@ fn overlay_links_leave_room_for_the_tunnel_and_full_size_packets_cross() {
     assert!(refused.contains("--mtu 1451") && refused.contains("576 to 1450"), "{refused}");
     let refused = a.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.87.0.0/24", "--mtu", "1400", "br"]);
     assert!(refused.err().contains("--mtu is for cluster networks"));
+    let refused = a.kleene(&["network", "create", "-t", "overlay", "--subnet", "10.89.0.0/24", "--dns", "named"]);
+    assert!(refused.err().contains("--dns: overlay networks have no container DNS"));
     assert_eq!(a.kleene(&["network", "ls", "--json"]).json().as_array().unwrap().len(), 0, "nothing made");
     a.kleene(&["network", "create", "-t", "overlay", "--subnet", "10.88.0.0/24", "ov"]).ok();
     let (ip_a, _) = a.container("ca", "ov");

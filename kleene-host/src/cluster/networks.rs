@@ -19,6 +19,12 @@ pub fn create(ctx: &mut Ctx, session: Session, network: Network, args: &NetworkC
     if args.interface.is_some() {
         bail!("{} networks name their interface after their VNI (kov<VNI>) on every host: drop -i", network.kind);
     }
+    if args.dns {
+        bail!(
+            "--dns: {} networks have no container DNS (each host's resolver would know only its own containers; see docs/overlay.md): leave out --dns",
+            network.kind
+        );
+    }
     if matches!(session, Session::DryRun) {
         bail!("{} networks are defined in the cluster store: --dry-run cannot show them", network.kind);
     }
