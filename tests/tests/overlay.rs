@@ -486,6 +486,16 @@ fn overlay_links_leave_room_for_the_tunnel_and_full_size_packets_cross() {
             assert_eq!(mtu(host, None, link), 1450, "{link} on {}", host.address);
         }
     }
+    assert_eq!(b.kleene(&["network", "inspect", "ov"]).json()["network"]["mtu"], 1450);
+    // An explicit MTU is the network's on every host; IPv6 needs 1280 at least.
+    let v6 = ["network", "create", "-t", "overlay", "--subnet", "10.90.0.0/24", "--subnet6", "fd00:90::/64"];
+    let refused = a.kleene(&[&v6[..], &["--mtu", "1279", "fixed"]].concat()).err();
+    assert!(refused.contains("1280 to 1450"), "{refused}");
+    a.kleene(&[&v6[..], &["--mtu", "1400", "fixed"]].concat()).ok();
+    b.kleene(&["system", "reconcile"]).ok();
+    for host in [a, b] {
+        assert_eq!((mtu(host, None, "kov2"), mtu(host, None, "kvx2")), (1400, 1400), "on {}", host.address);
+    }
     let host_end = a.sb.links().into_iter().find(|l| l.starts_with("kv") && l != "kvx1").expect("ca's pair");
     assert_eq!(mtu(a, None, &host_end), 1450, "the host end of ca's pair");
     assert_eq!(mtu(a, Some("ca"), "eth0"), 1450, "ca's interface");

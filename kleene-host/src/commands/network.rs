@@ -296,6 +296,10 @@ pub fn inspect(ctx: &Ctx, ident: &str) -> Result<serde_json::Value> {
     let aliases = state::endpoint_aliases(&state.db)?;
     let mut network = network_json(&row.network);
     network["dns"] = json!(row.dns);
+    // The MTU this host gave the network's links, where the network prescribes one.
+    if let Some(mtu) = row.network.link_mtu() {
+        network["mtu"] = json!(mtu);
+    }
     let doc = json!({
         "network": network,
         "network_endpoints": endpoints.iter().map(|e| super::output::endpoint_json(e, &aliases)).collect::<Vec<_>>(),
