@@ -167,6 +167,10 @@ pub struct NetworkCreate {
     /// No container DNS on this network.
     #[arg(long)]
     pub no_dns: bool,
+    /// MTU of the network's links on every host (cluster networks; default: each host's
+    /// underlay MTU less the tunnel's headers, e.g. 1450 under 1500 for VXLAN over IPv4).
+    #[arg(long)]
+    pub mtu: Option<u32>,
     pub name: String,
 }
 

@@ -12,7 +12,7 @@ fn overlay() -> Network {
     let mut net = bridge(Gw::Auto("10.0.0.1"), Gw::None);
     net.kind = "overlay".into();
     net.interface = "kov7".into();
-    net.cluster = Some(ClusterScope { vni: 7, local: "192.0.2.1".parse().unwrap(), port: 4789 });
+    net.cluster = Some(ClusterScope { vni: 7, local: "192.0.2.1".parse().unwrap(), port: 4789, mtu: Some(1450) });
     net
 }
 
@@ -29,12 +29,15 @@ fn freebsd_overlay_is_a_bridge_with_a_vxlan_member_in_a_multicast_group() {
     let expected = [
         "ifconfig bridge create name kov7",
         "on_failure 'ifconfig kov7 destroy'",
+        // Room for the tunnel's 50 bytes under a 1500-byte underlay, on every link.
+        "ifconfig kov7 mtu 1450",
         "ifconfig kov7 inet 10.0.0.1/24 alias",
         "ifconfig kov7 up",
         // FreeBSD's vxlan(4) takes one group (or one remote), not per-MAC entries: the
         // network's hosts meet in 239.0.0.<VNI> and it learns where each container is.
         "ifconfig vxlan create name kvx7 vxlanid 7 vxlanlocal 192.0.2.1 vxlangroup 239.0.0.7 vxlanport 4789 vxlanlearn",
         "on_failure 'ifconfig kvx7 destroy'",
+        "ifconfig kvx7 mtu 1450",
         "ifconfig kov7 addm kvx7",
         "ifconfig kvx7 up",
     ];
@@ -63,9 +66,11 @@ fn linux_overlay_is_a_bridge_with_a_nolearning_vxlan_port() {
     let expected = [
         "ip link add kov7 type bridge",
         "ip link set kov7 address 02:00:00:00:00:02",
+        "ip link set kov7 mtu 1450",
         "ip addr add 10.0.0.1/24 dev kov7",
         "ip link set kov7 up",
         "ip link add kvx7 type vxlan id 7 local 192.0.2.1 dstport 4789 nolearning proxy",
+        "ip link set kvx7 mtu 1450",
         "ip link set kvx7 master kov7",
         "ip link set kvx7 up",
     ];

@@ -261,3 +261,31 @@ fn vnet_gives_a_fixed_mac_to_the_containers_end() {
     let up = linux.iter().position(|l| l == "ip -n c0ffee000001 link set eth0 up");
     assert!(mac.is_some() && mac < up, "the MAC is set before eth0 comes up: {linux:?}");
 }
+
+/// A network whose links carry a tunnel's headers (an overlay's, under a 1500-byte underlay).
+fn tunnelled() -> Network {
+    let mut net = bridge(Gw::Auto("10.0.0.1"), Gw::None);
+    net.cluster = Some(kleene_plugin_api::ClusterScope {
+        vni: 7,
+        local: "192.0.2.1".parse().unwrap(),
+        port: 4789,
+        mtu: Some(1450),
+    });
+    net
+}
+
+#[test]
+fn a_tunnelled_network_gets_its_mtu_on_both_ends_of_the_epair() {
+    let got = freebsd(&Vnet, start("vnet", vec![attach(&tunnelled(), Some("10.0.0.2"), None)]));
+    assert_sh_syntax(&got);
+    // The host end before it joins the bridge (if_bridge refuses a member of another MTU),
+    // the jail's end before its address.
+    let expected = [
+        "pair0=$(ifconfig epair create)",
+        r#"ifconfig "$pair0" name kve00000000002 >/dev/null"#,
+        "on_failure 'ifconfig kve00000000002 destroy'",
+        r#"jail -c path=/ name=c0ffee000001 persist vnet vnet.interface="${pair0%a}b" exec.prestart="ifconfig kve00000000002 mtu 1450" exec.start="ifconfig ${pair0%a}b mtu 1450" exec.prestart="ifconfig kleene1 addm kve00000000002" exec.prestart="ifconfig kve00000000002 up" exec.start="ifconfig ${pair0%a}b inet 10.0.0.2/24" exec.start="route add -inet default 10.0.0.1""#,
+        "on_failure 'jail -r c0ffee000001'",
+    ];
+    assert_eq!(got, lines(&expected));
+}

@@ -69,11 +69,23 @@ pub struct NetworkTraits {
     /// told of containers on other hosts ([`Call::NetworkPeers`]).
     #[serde(default)]
     pub cluster_scoped: bool,
+    /// Bytes the network's encapsulation adds to each frame besides the outer IP header
+    /// (API 1.2; VXLAN: outer Ethernet 14 + UDP 8 + VXLAN 8 = 30). For a cluster-scoped
+    /// network the host lowers the links' MTU by this plus 20 (IPv4 underlay) or 40 (IPv6)
+    /// below the underlay interface's MTU ([`crate::ClusterScope::mtu`]). 0: no tunnel.
+    #[serde(default)]
+    pub encapsulation: u16,
 }
 
 impl Default for NetworkTraits {
     fn default() -> NetworkTraits {
-        NetworkTraits { existing_interface: false, auto_gateway: false, forwarded: true, cluster_scoped: false }
+        NetworkTraits {
+            existing_interface: false,
+            auto_gateway: false,
+            forwarded: true,
+            cluster_scoped: false,
+            encapsulation: 0,
+        }
     }
 }
 

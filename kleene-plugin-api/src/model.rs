@@ -132,6 +132,14 @@ pub struct ClusterScope {
     pub local: IpAddr,
     /// The UDP port tunnels use (4789 unless configured).
     pub port: u16,
+    /// The MTU of the network's links on this host (API 1.2): its own interfaces and both
+    /// ends of every container's pair, so that no frame is larger than the tunnel carries.
+    /// The host sets it: the network's explicit `--mtu`, else this host's underlay interface
+    /// MTU less the type's [`crate::NetworkTraits::encapsulation`] and the outer IP header.
+    /// Absent (no encapsulation declared, or a network built before 1.2 had it): the
+    /// kernel's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 /// A container of a cluster-scoped network on another host (API 1.2).
@@ -144,6 +152,11 @@ pub struct Peer {
 }
 
 impl Network {
+    /// The MTU the network's links must have, if it prescribes one (see [`ClusterScope::mtu`]).
+    pub fn link_mtu(&self) -> Option<u32> {
+        self.cluster.and_then(|c| c.mtu)
+    }
+
     /// A network with no subnets, gateways or NAT, icc on, not internal: the base that tests
     /// (the host's and plugin authors') adjust field by field.
     pub fn new(id: &str, name: &str, kind: &str, interface: &str) -> Network {

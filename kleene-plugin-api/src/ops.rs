@@ -63,6 +63,15 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sandbox: Option<String>,
     },
+    /// Set a link's MTU (API 1.2): the links of a network whose frames travel through a
+    /// tunnel must not be larger than the tunnel carries. Undone by deleting the link.
+    SetLinkMtu {
+        name: String,
+        mtu: u32,
+        /// The container whose stack holds the link (absent: the host's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sandbox: Option<String>,
+    },
     SetLinkUp {
         name: String,
         sandbox: Option<String>,
@@ -206,6 +215,8 @@ impl Op {
             RestrictAddresses { .. } => return None,
             // The link's previous address is not known; the link's own deletion undoes it.
             SetLinkMac { .. } => return None,
+            // Likewise the previous MTU.
+            SetLinkMtu { .. } => return None,
         })
     }
 
@@ -236,6 +247,7 @@ impl Op {
             CreateLink { .. } => "create_link",
             DeleteLink { .. } => "delete_link",
             SetLinkMac { .. } => "set_link_mac",
+            SetLinkMtu { .. } => "set_link_mtu",
             SetLinkUp { .. } => "set_link_up",
             SetLinkDown { .. } => "set_link_down",
             AddAddress { .. } => "add_address",

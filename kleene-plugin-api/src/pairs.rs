@@ -25,6 +25,16 @@ struct Family {
     v4: bool,
 }
 
+/// Both ends of a pair at the network's MTU, if it prescribes one (a tunnelled network's
+/// frames must fit the tunnel: a container sending full-size frames would have them dropped).
+/// Before the pair joins the bridge and comes up; undone with the pair. `peer_sandbox` is
+/// where the peer is (`None`: still on the host, as a handed-off pair's is).
+fn pair_mtu(plan: &mut Plan, a: &Attachment, host: &str, peer: &str, peer_sandbox: Option<String>) {
+    let Some(mtu) = a.network.link_mtu() else { return };
+    plan.push_with_undo(Op::SetLinkMtu { name: host.into(), mtu, sandbox: None }, vec![]);
+    plan.push_with_undo(Op::SetLinkMtu { name: peer.into(), mtu, sandbox: peer_sandbox }, vec![]);
+}
+
 /// Join one network: a pair (`host` end on the bridge, `peer` inside the sandbox), the
 /// endpoint's addresses, and default routes no `earlier` attachment provides. Order per family
 /// is address then route, as Kleene's jail parameters have it; the peer goes up before the
@@ -32,6 +42,7 @@ struct Family {
 pub fn join(plan: &mut Plan, sandbox: &str, a: &Attachment, host: String, peer: String, earlier: &[Attachment]) {
     let in_sandbox = Some(sandbox.to_string());
     plan.push(Op::CreatePair { host: host.clone(), peer: peer.clone(), sandbox: sandbox.to_string() });
+    pair_mtu(plan, a, &host, &peer, in_sandbox.clone());
     plan.push(Op::AttachToBridge { bridge: a.network.interface.clone(), member: host.clone() });
     plan.push(Op::SetLinkUp { name: host, sandbox: None });
     if let Some(mac) = a.endpoint.mac {
@@ -96,7 +107,8 @@ pub fn leave_after(plan: &mut Plan, sandbox: &str, a: &Attachment, planned_host:
 /// both ends on the host, the host end on the bridge and up. The runtime moves `peer`,
 /// renames it and gives it the endpoint's addresses and routes, so none of that is planned.
 pub fn hand_off(plan: &mut Plan, sandbox: &str, a: &Attachment, host: String, peer: String) {
-    plan.push(Op::CreateHandoffPair { host: host.clone(), peer, sandbox: sandbox.to_string() });
+    plan.push(Op::CreateHandoffPair { host: host.clone(), peer: peer.clone(), sandbox: sandbox.to_string() });
+    pair_mtu(plan, a, &host, &peer, None);
     plan.push(Op::AttachToBridge { bridge: a.network.interface.clone(), member: host.clone() });
     plan.push(Op::SetLinkUp { name: host, sandbox: None });
 }
@@ -133,6 +145,27 @@ mod tests {
             mac: None,
         };
         Attachment { network, endpoint }
+    }
+
+    #[test]
+    fn a_network_with_an_mtu_gets_it_on_both_ends_before_they_join() {
+        let mut a = attachment();
+        a.network.cluster =
+            Some(crate::ClusterScope { vni: 7, local: "192.0.2.1".parse().unwrap(), port: 4789, mtu: Some(1450) });
+        let mut plan = Plan::new();
+        join(&mut plan, "cccccccccccc", &a, "kvb".into(), "eth0".into(), &[]);
+        let ops: Vec<Op> = plan.steps.into_iter().map(|s| s.op).collect();
+        assert_eq!(
+            ops[1..3],
+            [
+                Op::SetLinkMtu { name: "kvb".into(), mtu: 1450, sandbox: None },
+                Op::SetLinkMtu { name: "eth0".into(), mtu: 1450, sandbox: Some("cccccccccccc".into()) },
+            ]
+        );
+        assert!(matches!(ops[3], Op::AttachToBridge { .. }), "{ops:?}");
+        let mut plain = Plan::new();
+        join(&mut plain, "cccccccccccc", &attachment(), "kvb".into(), "eth0".into(), &[]);
+        assert!(!plain.steps.iter().any(|s| matches!(s.op, Op::SetLinkMtu { .. })), "no MTU without one");
     }
 
     #[test]

@@ -446,3 +446,117 @@ fn the_firewall_treats_an_overlay_like_a_bridge() {
     let _ = server.wait_with_output();
     assert_eq!(reply, "hi", "the published port answers on the container's host");
 }
+
+/// The MTU `ip` shows for `link` inside `container` (or on the host, with `None`).
+fn mtu(host: &Host, container: Option<&str>, link: &str) -> u32 {
+    let out = match container {
+        Some(c) => host.kleene(&["container", "exec", c, "--", "ip", "-o", "link", "show", link]).ok(),
+        None => host.sb.sh(&format!("ip -o link show {link}")).ok(),
+    };
+    let mtu = out.split(" mtu ").nth(1).and_then(|r| r.split_whitespace().next());
+    mtu.and_then(|m| m.parse().ok()).unwrap_or_else(|| panic!("no MTU for {link}: {out}"))
+}
+
+#[test]
+fn overlay_links_leave_room_for_the_tunnel_and_full_size_packets_cross() {
+    let cluster = Cluster::new(2);
+    // The underlay refuses fragments, as many real ones do (and as a tunnel sending with DF
+    // amounts to): a frame too large for the tunnel cannot cross whole.
+    cluster
+        .underlay
+        .sh("nft add table bridge under && nft add chain bridge under pass '{ type filter hook forward priority 0; }' \
+             && nft add rule bridge under pass ip frag-off '&' 0x3fff != 0 counter drop")
+        .ok();
+    let [a, b] = &cluster.hosts[..] else { unreachable!() };
+    let refused = a.kleene(&["network", "create", "-t", "overlay", "--subnet", "10.86.0.0/24", "--mtu", "1451", "big"]);
+    let refused = refused.err();
+    assert!(refused.contains("--mtu 1451") && refused.contains("576 to 1450"), "{refused}");
+    let refused = a.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.87.0.0/24", "--mtu", "1400", "br"]);
+    assert!(refused.err().contains("--mtu is for cluster networks"));
+    let refused = a.kleene(&["network", "create", "-t", "overlay", "--subnet", "10.89.0.0/24", "--dns", "named"]);
+    assert!(refused.err().contains("--dns: overlay networks have no container DNS"));
+    assert_eq!(a.kleene(&["network", "ls", "--json"]).json().as_array().unwrap().len(), 0, "nothing made");
+    a.kleene(&["network", "create", "-t", "overlay", "--subnet", "10.88.0.0/24", "ov"]).ok();
+    let (ip_a, _) = a.container("ca", "ov");
+    let (ip_b, _) = b.container("cb", "ov");
+    a.kleene(&["system", "reconcile"]).ok();
+    // 1500 on the underlay less VXLAN's 50 bytes over IPv4, on every link of the network.
+    for host in [a, b] {
+        for link in ["kov1", "kvx1"] {
+            assert_eq!(mtu(host, None, link), 1450, "{link} on {}", host.address);
+        }
+    }
+    assert_eq!(b.kleene(&["network", "inspect", "ov"]).json()["network"]["mtu"], 1450);
+    // An explicit MTU is the network's on every host; IPv6 needs 1280 at least.
+    let v6 = ["network", "create", "-t", "overlay", "--subnet", "10.90.0.0/24", "--subnet6", "fd00:90::/64"];
+    let refused = a.kleene(&[&v6[..], &["--mtu", "1279", "fixed"]].concat()).err();
+    assert!(refused.contains("1280 to 1450"), "{refused}");
+    a.kleene(&[&v6[..], &["--mtu", "1400", "fixed"]].concat()).ok();
+    b.kleene(&["system", "reconcile"]).ok();
+    for host in [a, b] {
+        assert_eq!((mtu(host, None, "kov2"), mtu(host, None, "kvx2")), (1400, 1400), "on {}", host.address);
+    }
+    let host_end = a.sb.links().into_iter().find(|l| l.starts_with("kv") && l != "kvx1").expect("ca's pair");
+    assert_eq!(mtu(a, None, &host_end), 1450, "the host end of ca's pair");
+    assert_eq!(mtu(a, Some("ca"), "eth0"), 1450, "ca's interface");
+    assert_eq!(mtu(b, Some("cb"), "eth0"), 1450, "cb's interface");
+    // A datagram that fills a 1500-byte link, sent without DF: the container's own stack
+    // fragments it to fit the network, so the pieces cross the tunnel whole and arrive. (A
+    // TCP sender or a DF ping would learn the tunnel's MTU from the kernel's ICMP even at
+    // 1500; a datagram like this one is simply lost.)
+    let listener = format!(
+        "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('{ip_b}', 7300)); \
+         s.settimeout(5); print(len(s.recvfrom(2000)[0]))"
+    );
+    let listener = b
+        .command(&["container", "exec", "cb", "--", "python3", "-c", &listener])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // IP_MTU_DISCOVER (10) = IP_PMTUDISC_DONT (0): no DF. Sent until the listener is up.
+    let sender = format!(
+        "import socket, time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IP, 10, 0)\n\
+         for i in range(30):\n  s.sendto(b'u' * 1472, ('{ip_b}', 7300)); time.sleep(0.1)"
+    );
+    a.kleene(&["container", "exec", "ca", "--", "python3", "-c", &sender]).ok();
+    let heard = listener.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&heard.stdout).trim(),
+        "1472",
+        "a 1500-byte datagram arrives: {}",
+        String::from_utf8_lossy(&heard.stderr)
+    );
+    // The largest packet the path carries crosses whole (1450 - 20 IP - 8 ICMP); one byte
+    // more is refused by the container's own stack, never sent to be lost.
+    let ping =
+        |size: &str| a.kleene(&["container", "exec", "ca", "--", "ping", "-M", "do", "-c1", "-W2", "-s", size, &ip_b]);
+    let full = ping("1422");
+    assert_eq!(full.code, 0, "a 1450-byte packet crosses: {} {}", full.stdout, full.stderr);
+    let over = ping("1423");
+    assert_ne!(over.code, 0);
+    assert!(format!("{}{}", over.stdout, over.stderr).contains("mtu=1450"), "refused locally: {over:?}");
+    // A transfer of some MB in full-size segments completes, in well under its timeout.
+    let size = 4 * 1024 * 1024;
+    let server = format!(
+        "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
+         s.bind(('{ip_b}', 7200)); s.listen(); s.settimeout(10); c, _ = s.accept(); c.sendall(b'x' * {size}); c.close()"
+    );
+    let server = b
+        .command(&["container", "exec", "cb", "--", "python3", "-c", &server])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = format!(
+        "import socket, time\nfor i in range(40):\n  try:\n    s = socket.create_connection(('{ip_b}', 7200), timeout=1); break\n  except OSError:\n    time.sleep(0.1)\ns.settimeout(10)\nt = time.time(); n = 0\nwhile True:\n  d = s.recv(65536)\n  if not d: break\n  n += len(d)\nprint(n, round(time.time() - t, 3))"
+    );
+    let received = a.kleene(&["container", "exec", "ca", "--", "python3", "-c", &client]);
+    let served = server.wait_with_output().unwrap();
+    let out = received.ok();
+    let (bytes, seconds) = out.split_once(' ').expect("bytes and seconds");
+    assert_eq!(bytes, size.to_string(), "all of it arrived; server said {}", String::from_utf8_lossy(&served.stderr));
+    eprintln!("{size} bytes from {ip_b} to {ip_a} across hosts in {seconds} s");
+    let dropped = cluster.underlay.sh("nft list chain bridge under pass").ok();
+    assert!(dropped.contains("packets 0 bytes 0"), "no outer packet was fragmented: {dropped}");
+}

@@ -12,6 +12,7 @@
 
 pub mod etcd;
 pub mod ipam;
+pub mod mtu;
 pub mod networks;
 pub mod store;
 pub mod sync;

@@ -7,7 +7,7 @@ use crate::cli::NetworkCreate;
 use crate::commands::{Ctx, Session};
 use crate::state::NetworkRow;
 use anyhow::{bail, Context, Result};
-use kleene_plugin_api::Network;
+use kleene_plugin_api::{Network, PluginKind};
 
 /// The highest VNI (24 bits).
 const MAX_VNI: u32 = (1 << 24) - 1;
@@ -18,6 +18,12 @@ pub fn create(ctx: &mut Ctx, session: Session, network: Network, args: &NetworkC
     let cluster = super::required(&format!("{} network '{}'", network.kind, network.name))?;
     if args.interface.is_some() {
         bail!("{} networks name their interface after their VNI (kov<VNI>) on every host: drop -i", network.kind);
+    }
+    if args.dns {
+        bail!(
+            "--dns: {} networks have no container DNS (each host's resolver would know only its own containers; see docs/overlay.md): leave out --dns",
+            network.kind
+        );
     }
     if matches!(session, Session::DryRun) {
         bail!("{} networks are defined in the cluster store: --dry-run cannot show them", network.kind);
@@ -38,6 +44,12 @@ pub fn create(ctx: &mut Ctx, session: Session, network: Network, args: &NetworkC
                 );
             }
         }
+    }
+    if let Some(mtu) = args.mtu {
+        let underlay = cluster.config.address;
+        let encapsulation = ctx.plugin(&network.kind, PluginKind::NetworkType)?.network_traits().encapsulation;
+        let largest = ctx.underlay_mtu(underlay).saturating_sub(super::mtu::overhead(encapsulation, underlay));
+        super::mtu::validate(mtu, network.subnet6.is_some(), largest)?;
     }
     let used: Vec<u32> = snap.networks.values().map(|n| n.vni).collect();
     let Some(vni) = (1..=MAX_VNI).find(|v| !used.contains(v)) else { bail!("every VNI is in use") };
@@ -60,6 +72,7 @@ pub fn create(ctx: &mut Ctx, session: Session, network: Network, args: &NetworkC
         nat,
         icc: network.icc,
         internal: network.internal,
+        mtu: args.mtu,
     };
     if !store::create_network(&mut cluster.etcd(), &definition).with_context(what)? {
         bail!("network name '{}' or VNI {vni} was just taken by another host; run the command again", network.name);

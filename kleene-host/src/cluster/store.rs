@@ -60,6 +60,10 @@ pub struct ClusterNetwork {
     pub nat: String,
     pub icc: bool,
     pub internal: bool,
+    /// The MTU of the network's links on every host (`--mtu`); absent, each host computes
+    /// its own from its underlay ([`super::mtu`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 impl ClusterNetwork {
@@ -203,7 +207,8 @@ pub fn local_network(n: &ClusterNetwork, local: IpAddr, port: u16, host_gw_if: &
         nat: if n.nat == "auto" { host_gw_if.to_string() } else { n.nat.clone() },
         icc: n.icc,
         internal: n.internal,
-        cluster: Some(kleene_plugin_api::ClusterScope { vni: n.vni, local, port }),
+        // The definition's MTU, if it names one; the sync fills in this host's otherwise.
+        cluster: Some(kleene_plugin_api::ClusterScope { vni: n.vni, local, port, mtu: n.mtu }),
     }
 }
 

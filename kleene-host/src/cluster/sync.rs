@@ -159,8 +159,9 @@ fn apply_snapshot(ctx: &mut Ctx, cluster: &Cluster, snap: &Snapshot, lease: i64)
     // an address holds the lock until it commits, so its claim is neither leaked (no endpoint
     // yet) nor missing (endpoint committed after the first read) now.
     let snap = &Snapshot::read(&mut cluster.etcd())?;
-    let work = work(&state.db, snap, cluster, &gw_if)?;
+    let mut work = work(&state.db, snap, cluster, &gw_if)?;
     reclaim(cluster, &work, lease)?;
+    set_link_mtus(ctx, cluster, &mut work.create)?;
     let mut plan = Plan::new();
     for network in &work.create {
         tracing::info!("building this host's side of cluster network {}", network.name);
@@ -200,6 +201,30 @@ fn apply_snapshot(ctx: &mut Ctx, cluster: &Cluster, snap: &Snapshot, lease: i64)
         }
         Ok(())
     })
+}
+
+/// Give each network this host is about to build its links' MTU on this host: the one its
+/// definition names, else the underlay interface's less what its type's tunnel takes.
+fn set_link_mtus(ctx: &mut Ctx, cluster: &Cluster, networks: &mut [Network]) -> Result<()> {
+    if networks.is_empty() {
+        return Ok(());
+    }
+    let underlay = cluster.config.address;
+    let underlay_mtu = ctx.underlay_mtu(underlay);
+    for network in networks {
+        let encapsulation = ctx.plugin(&network.kind, PluginKind::NetworkType)?.network_traits().encapsulation;
+        let Some(scope) = network.cluster.as_mut() else { continue };
+        let largest = underlay_mtu.saturating_sub(super::mtu::overhead(encapsulation, underlay));
+        if scope.mtu.is_some_and(|m| encapsulation > 0 && m > largest) {
+            tracing::warn!(
+                "cluster network '{}' has MTU {} but this host's underlay carries {largest} through its tunnel: large packets will not cross",
+                network.name,
+                scope.mtu.unwrap_or_default()
+            );
+        }
+        scope.mtu = super::mtu::link_mtu(scope.mtu, encapsulation, underlay, underlay_mtu);
+    }
+    Ok(())
 }
 
 /// The etcd side of a sync: leaked claims given back, missing ones made again.

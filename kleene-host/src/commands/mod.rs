@@ -166,6 +166,18 @@ impl Ctx {
     pub fn host_gw_if(&self) -> String {
         self.gw_if.get_or_init(|| crate::executor::host_default_route_interface(&self.run_dir)).clone()
     }
+
+    /// The MTU of the interface holding this host's underlay `address`; Ethernet's 1500 when
+    /// it cannot be known here (said in the log).
+    pub fn underlay_mtu(&self, address: std::net::IpAddr) -> u32 {
+        crate::executor::host_address_mtu(&self.run_dir, address).unwrap_or_else(|| {
+            let assumed = crate::cluster::mtu::ASSUMED_UNDERLAY_MTU;
+            tracing::warn!(
+                "no interface here holds the cluster address {address}: assuming it carries {assumed} bytes"
+            );
+            assumed
+        })
+    }
 }
 
 /// One mutating command's hold on the host: the lock and the executor that changes it, or a

@@ -143,6 +143,9 @@ pub fn create_recording(
     };
     let plugin = ctx.plugin(&kind, PluginKind::NetworkType)?;
     let traits = plugin.network_traits();
+    if args.mtu.is_some() && !traits.cluster_scoped {
+        bail!("--mtu is for cluster networks, whose tunnels need the room: drop it for a {kind} network");
+    }
     let subnet = parse_subnet("subnet", args.subnet.as_deref(), true)?;
     let subnet6 = parse_subnet("subnet6", args.subnet6.as_deref(), false)?;
     let (gateway, gateway_auto) = parse_gateway("gateway", args.gw.as_deref(), subnet, traits.auto_gateway)?;
@@ -293,6 +296,10 @@ pub fn inspect(ctx: &Ctx, ident: &str) -> Result<serde_json::Value> {
     let aliases = state::endpoint_aliases(&state.db)?;
     let mut network = network_json(&row.network);
     network["dns"] = json!(row.dns);
+    // The MTU this host gave the network's links, where the network prescribes one.
+    if let Some(mtu) = row.network.link_mtu() {
+        network["mtu"] = json!(mtu);
+    }
     let doc = json!({
         "network": network,
         "network_endpoints": endpoints.iter().map(|e| super::output::endpoint_json(e, &aliases)).collect::<Vec<_>>(),

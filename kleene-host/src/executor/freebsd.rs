@@ -125,6 +125,14 @@ impl FreeBsdRenderer {
                 let command = self.jail_ifconfig(jail, name, format!("ether {}", mac_string(mac)));
                 self.start_or_jexec(jail, command);
             }
+            // Before the member joins: if_bridge refuses a member whose MTU differs from its own.
+            Op::SetLinkMtu { name, mtu, sandbox: None } => {
+                self.prestart_or_run(name, format!("ifconfig {} mtu {mtu}", word(name)))
+            }
+            Op::SetLinkMtu { name, mtu, sandbox: Some(jail) } => {
+                let command = self.jail_ifconfig(jail, name, format!("mtu {mtu}"));
+                self.start_or_jexec(jail, command);
+            }
             Op::SetLinkUp { name, sandbox } => self.link_up(name, sandbox.as_deref()),
             Op::SetLinkDown { name, sandbox } => self.link_down(name, sandbox.as_deref()),
             Op::AddAddress { link, address, prefix, sandbox } => {

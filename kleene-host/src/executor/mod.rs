@@ -68,6 +68,12 @@ pub trait Executor {
     fn link_addresses(&mut self, _name: &str) -> Result<Vec<std::net::IpAddr>> {
         Ok(Vec::new())
     }
+    /// The MTU of the host interface that holds `address` (`None` when no interface does, or
+    /// where that cannot be known, e.g. when rendering): what a tunnel from that address
+    /// can carry, once its headers are taken off.
+    fn address_mtu(&mut self, _address: std::net::IpAddr) -> Result<Option<u32>> {
+        Ok(None)
+    }
     /// Every address on the host's interfaces, with its interface (none where that cannot be
     /// known, e.g. when rendering): new subnets must not overlap them.
     fn host_addresses(&mut self) -> Result<Vec<(String, kleene_plugin_api::Cidr)>> {
@@ -184,6 +190,16 @@ pub fn host_default_route_interface(_run_dir: &Path) -> String {
             None
         })
         .unwrap_or_default()
+}
+
+/// The MTU of this host's interface holding `address` (`None` when none does or kleene
+/// cannot ask here): what a cluster's tunnels from that address can carry.
+pub fn host_address_mtu(run_dir: &Path, address: std::net::IpAddr) -> Option<u32> {
+    let mut probe = host_probe(run_dir)?;
+    probe.address_mtu(address).unwrap_or_else(|e| {
+        tracing::warn!("cannot look up the MTU of the interface holding {address}: {e:#}");
+        None
+    })
 }
 
 /// An executor that only answers checks against this host, for a renderer of this host's

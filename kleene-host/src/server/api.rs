@@ -171,6 +171,7 @@ impl From<NetworkConfig> for NetworkCreate {
             internal: c.internal,
             dns: c.dns == Some(true),
             no_dns: c.dns == Some(false),
+            mtu: None,
             name: c.name,
         }
     }

@@ -278,6 +278,7 @@ impl LinuxExecutor {
             }
             Op::DeleteLink { name, .. } => self.deferred_links.push(name.clone()),
             Op::SetLinkMac { name, mac, sandbox } => self.nl(sandbox.as_deref())?.set_mac(name, mac)?,
+            Op::SetLinkMtu { name, mtu, sandbox } => self.nl(sandbox.as_deref())?.set_mtu(name, *mtu)?,
             Op::SetLinkUp { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, true)?,
             Op::SetLinkDown { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, false)?,
             Op::AddAddress { link, address, prefix, sandbox } => {
@@ -391,6 +392,14 @@ impl Executor for LinuxExecutor {
 
     fn apply_dns(&mut self, config: &crate::dns::DnsConfig) -> Result<()> {
         resolver::apply(&self.run_dir, config)
+    }
+
+    fn address_mtu(&mut self, address: IpAddr) -> Result<Option<u32>> {
+        let nl = self.host()?;
+        let Some((index, ..)) = nl.all_addresses()?.into_iter().find(|(_, a, _)| *a == address) else {
+            return Ok(None);
+        };
+        Ok(nl.links()?.into_iter().find(|l| l.index == index).map(|l| l.mtu).filter(|&m| m > 0))
     }
 
     fn host_addresses(&mut self) -> Result<Vec<(String, Cidr)>> {

@@ -56,6 +56,8 @@ pub struct LinkInfo {
     pub bridge_port: Option<u16>,
     /// `IFLA_LINK`: for a veth, its peer's index (in the peer's namespace).
     pub link: Option<u32>,
+    /// `IFLA_MTU` (0 if the kernel did not say).
+    pub mtu: u32,
 }
 
 impl Netlink {
@@ -165,6 +167,11 @@ impl Netlink {
     /// Sets the hardware address of `name`.
     pub fn set_mac(&mut self, name: &str, mac: &[u8; 6]) -> io::Result<()> {
         self.change_link(name, LinkAttribute::Address(mac.to_vec()))
+    }
+
+    /// Sets the MTU of `name`.
+    pub fn set_mtu(&mut self, name: &str, mtu: u32) -> io::Result<()> {
+        self.change_link(name, LinkAttribute::Mtu(mtu))
     }
 
     /// Enslaves `name` to `master`; `None` detaches it (IFLA_MASTER 0).
@@ -608,6 +615,7 @@ fn parse_link(reply: &RouteNetlinkMessage) -> Option<LinkInfo> {
         group: 0,
         bridge_port: None,
         link: None,
+        mtu: 0,
     };
     for attr in &message.attributes {
         match attr {
@@ -616,6 +624,7 @@ fn parse_link(reply: &RouteNetlinkMessage) -> Option<LinkInfo> {
             LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()).filter(|a| !a.is_empty()),
             LinkAttribute::Group(group) => link.group = *group,
             LinkAttribute::Link(peer) => link.link = Some(*peer),
+            LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     match info {

@@ -85,6 +85,13 @@ fn link_changes_encode_one_attribute_each() {
         encoded(mac, 7),
         "340000001000050007000000000000000000000000000000000000000000000008000300627230000a0001000242ac1100020000"
     );
+    // IFLA_MTU (type 4, 8 bytes), 1450 = 0x05aa: the same request as the MAC's but for the
+    // attribute, written out by hand from rtnetlink(7) rather than captured.
+    let mtu = requests::change_link("br0", LinkAttribute::Mtu(1450)).unwrap();
+    assert_eq!(
+        encoded(mtu, 7),
+        "3000000010000500070000000000000000000000000000000000000000000000080003006272300008000400aa050000"
+    );
     let group = requests::change_link("d1", LinkAttribute::Group(0x6b6c_10ab)).unwrap();
     assert_eq!(
         encoded(group, 0x23),
@@ -210,6 +217,8 @@ fn link_dump_parses_kind_master_alias_and_bridge_port() {
         group: 0,
         bridge_port,
         link: None,
+        // IFLA_MTU: the loopback's 64 KiB, Ethernet's 1500 for the rest.
+        mtu: if name == "lo" { 65536 } else { 1500 },
     };
     // The two ends of the pair name each other (IFLA_LINK).
     let peer = |l: LinkInfo, peer: u32| LinkInfo { link: Some(peer), ..l };
