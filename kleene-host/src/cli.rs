@@ -167,6 +167,10 @@ pub struct NetworkCreate {
     /// No container DNS on this network.
     #[arg(long)]
     pub no_dns: bool,
+    /// The network's DNS domain: its containers search it, and their names answer qualified
+    /// with it (web.DOMAIN) as well as plain.
+    #[arg(long, value_name = "DOMAIN", conflicts_with = "no_dns")]
+    pub dns_domain: Option<String>,
     pub name: String,
 }
 

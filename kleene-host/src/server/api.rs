@@ -144,6 +144,8 @@ struct NetworkConfig {
     internal: bool,
     /// kleene's: container DNS on (true), off (false) or the default (absent).
     dns: Option<bool>,
+    /// kleene's: the network's DNS domain (`--dns-domain`).
+    dns_domain: Option<String>,
 }
 
 fn yes() -> bool {
@@ -171,6 +173,7 @@ impl From<NetworkConfig> for NetworkCreate {
             internal: c.internal,
             dns: c.dns == Some(true),
             no_dns: c.dns == Some(false),
+            dns_domain: c.dns_domain,
             name: c.name,
         }
     }
