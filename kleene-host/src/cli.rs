@@ -171,6 +171,10 @@ pub struct NetworkCreate {
     /// underlay MTU less the tunnel's headers, e.g. 1450 under 1500 for VXLAN over IPv4).
     #[arg(long)]
     pub mtu: Option<u32>,
+    /// The network's DNS domain: its containers search it, and their names answer qualified
+    /// with it (web.DOMAIN) as well as plain.
+    #[arg(long, value_name = "DOMAIN", conflicts_with = "no_dns")]
+    pub dns_domain: Option<String>,
     pub name: String,
 }
 

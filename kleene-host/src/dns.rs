@@ -172,6 +172,7 @@ pub fn load(db: &Connection) -> Result<DnsConfig> {
         let file = NetworkFile { network: row.network.name.clone(), binds: listen_addresses(row), entries: vec![] };
         config.files.entry(scope_of(row)).or_default().insert(row.network.id.clone(), file);
     }
+    let domains = state::network_dns_domains(db)?;
     let containers: HashMap<String, kleene_plugin_api::Container> =
         state::containers(db)?.into_iter().map(|c| (c.id.clone(), c)).collect();
     let aliases = state::endpoint_aliases(db)?;
@@ -183,7 +184,7 @@ pub fn load(db: &Connection) -> Result<DnsConfig> {
             continue;
         }
         if !config.resolv.contains_key(&c.id) {
-            config.resolv.insert(c.id.clone(), resolv_conf(&c.name, row));
+            config.resolv.insert(c.id.clone(), resolv_conf(&c.name, row, domains.get(&row.network.id)));
         }
         let addresses: Vec<IpAddr> = ep.addresses().collect();
         if addresses.is_empty() {
@@ -203,6 +204,7 @@ pub fn load(db: &Connection) -> Result<DnsConfig> {
             tracing::debug!("container {} has no name that is a DNS name; not in DNS", c.name);
             continue;
         }
+        let names = qualify(names, domains.get(&row.network.id).map(String::as_str));
         let file = config.files.get_mut(&scope_of(row)).and_then(|f| f.get_mut(&row.network.id));
         file.expect("every DNS network has a file").entries.push(Entry { id: c.id.clone(), addresses, names });
     }
@@ -217,19 +219,22 @@ fn scope_of(row: &NetworkRow) -> Scope {
     }
 }
 
-/// A container's resolv.conf: the resolver of its (first) DNS network.
-fn resolv_conf(container: &str, row: &NetworkRow) -> String {
+/// A container's resolv.conf: the resolver of its (first) DNS network, and that network's
+/// domain to search, if it has one.
+fn resolv_conf(container: &str, row: &NetworkRow, domain: Option<&String>) -> String {
     let mut out = format!("# kleene: container {container}, DNS of network {}\n", row.network.name);
     for ip in listen_addresses(row) {
         out.push_str(&format!("nameserver {ip}\n"));
     }
+    if let Some(domain) = domain {
+        out.push_str(&format!("search {domain}\n"));
+    }
     out
 }
 
-/// Aliases (and the container names that go into DNS): host names as RFC 1123 has them,
-/// lowercase: labels of letters, digits and '-', not starting or ending with '-', 1-63
-/// characters each, 253 in all.
-pub fn validate_alias(name: &str) -> Result<()> {
+/// Host names as RFC 1123 has them, lowercase: labels of letters, digits and '-', not
+/// starting or ending with '-', 1-63 characters each, 253 in all.
+pub fn is_dns_name(name: &str) -> bool {
     let label_ok = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
@@ -237,13 +242,45 @@ pub fn validate_alias(name: &str) -> Result<()> {
             && !l.ends_with('-')
             && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     };
-    if name.len() > 253 || !name.split('.').all(label_ok) || name == PROBE_NOBODY {
+    name.len() <= MAX_NAME && name.split('.').all(label_ok)
+}
+
+/// The longest DNS name, in characters (RFC 1035's 255 octets on the wire).
+const MAX_NAME: usize = 253;
+
+/// Aliases (and the container names that go into DNS) are DNS names ([`is_dns_name`]).
+pub fn validate_alias(name: &str) -> Result<()> {
+    if !is_dns_name(name) || name == PROBE_NOBODY {
         bail!(
             "invalid alias '{}': use lowercase DNS labels (letters, digits and '-', not at either end, 1-63 characters) separated by '.'",
             name.escape_debug()
         );
     }
     Ok(())
+}
+
+/// Check a `--dns-domain`: a DNS name, taken in any case and kept lowercase (aardvark-dns
+/// compares the lowercased question with the names in its files).
+pub fn parse_dns_domain(given: &str) -> Result<String> {
+    let domain = given.to_ascii_lowercase();
+    if !is_dns_name(&domain) {
+        bail!(
+            "--dns-domain: '{}' is not a DNS name; give labels of letters, digits and '-' (not at either end, 1-63 characters) separated by '.', such as example.internal",
+            given.escape_debug()
+        );
+    }
+    Ok(domain)
+}
+
+/// A container's names on a network with a DNS domain: each as given, then each qualified
+/// with the domain. aardvark-dns 1.4 answers a name only as written in its file (its own
+/// search-domain filter is one per process, not per network: docs/dns.md), so the
+/// qualified forms are written out. One that would be too long for DNS is left out.
+fn qualify(names: Vec<String>, domain: Option<&str>) -> Vec<String> {
+    let Some(domain) = domain else { return names };
+    let qualified: Vec<String> =
+        names.iter().map(|n| format!("{n}.{domain}")).filter(|q| q.len() <= MAX_NAME && !names.contains(q)).collect();
+    names.into_iter().chain(qualified).collect()
 }
 
 /// Check `--alias` values: DNS names, no duplicates (kept in the order given).
@@ -320,5 +357,38 @@ mod tests {
             assert!(validate_alias(bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_aliases(&["a".into(), "b".into(), "a".into()]).unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_dns_domain_is_a_dns_name_kept_lowercase() {
+        assert_eq!(parse_dns_domain("Example.Internal").unwrap(), "example.internal");
+        assert_eq!(parse_dns_domain("lan").unwrap(), "lan");
+        for bad in ["", ".", "example.internal.", "a..b", "ex ample", "ex_ample", "-x.y", "a,b", &"a".repeat(64)] {
+            let err = parse_dns_domain(bad).unwrap_err().to_string();
+            assert!(err.starts_with("--dns-domain: ") && !err.contains('\n'), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn names_are_also_written_qualified_with_the_domain() {
+        let names = || vec!["web".to_string(), "www".to_string()];
+        assert_eq!(qualify(names(), None), ["web", "www"]);
+        assert_eq!(
+            qualify(names(), Some("example.internal")),
+            ["web", "www", "web.example.internal", "www.example.internal"]
+        );
+        // Too long for DNS qualified: left out, the plain name stays.
+        let long = ["a", "b", "c", "d"].map(|l| l.repeat(62)).join(".");
+        assert_eq!(qualify(names(), Some(&long)), ["web", "www"]);
+        let f = NetworkFile {
+            network: "n".into(),
+            binds: vec!["10.0.0.1".parse().unwrap()],
+            entries: vec![Entry {
+                id: "aaaaaaaaaaaa".into(),
+                addresses: vec!["10.0.0.2".parse().unwrap()],
+                names: qualify(vec!["web".into()], Some("lan")),
+            }],
+        };
+        assert_eq!(f.render(), "10.0.0.1\naaaaaaaaaaaa 10.0.0.2  web,web.lan\n");
     }
 }

@@ -177,7 +177,11 @@ for _ in range(count):
     rtype, _, _, length = struct.unpack(">HHIH", r[i:i + 10]); i += 10
     if rtype == 12:
         j, labels = i, []
-        while r[j]: labels.append(r[j + 1:j + 1 + r[j]].decode()); j += 1 + r[j]
+        while r[j]:
+            if r[j] & 0xC0 == 0xC0:
+                j = (r[j] & 0x3F) << 8 | r[j + 1]
+                continue
+            labels.append(r[j + 1:j + 1 + r[j]].decode()); j += 1 + r[j]
         names.append(".".join(labels))
     i += length
 print(" ".join(sorted(names)))
@@ -391,14 +395,123 @@ fn bad_aliases_are_refused_in_one_line() {
 }
 
 #[test]
+fn a_networks_dns_domain_is_searched_and_its_names_answer_qualified() {
+    let t = Dns::new("dns-domain");
+    let net = t
+        .kleene(&[
+            "network",
+            "create",
+            "-t",
+            "bridge",
+            "--subnet",
+            "10.76.0.0/24",
+            "--subnet6",
+            "fd00:76::/64",
+            "--dns-domain",
+            "Example.Internal",
+            "app",
+        ])
+        .ok();
+    t.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.77.0.0/24", "--dns-domain", "other.lan", "back"])
+        .ok();
+    let inspect = t.kleene(&["network", "inspect", "app"]).json();
+    assert_eq!(inspect["network"]["dns_domain"], "example.internal", "kept lowercase");
+    t.kleene(&["container", "create", "-l", "vnet", "-n", "app", "--alias", "www", "web"]).ok();
+    t.kleene(&["container", "create", "-l", "vnet", "-n", "app", "client"]).ok();
+    t.kleene(&["container", "create", "-l", "vnet", "-n", "back", "stranger"]).ok();
+    for c in ["web", "client", "stranger"] {
+        t.kleene(&["container", "start", c]).ok();
+    }
+    // Joining a second network later does not change which domain a container searches.
+    t.kleene(&["network", "connect", "back", "client"]).ok();
+    let web = t.kleene(&["container", "inspect", "web"]).json();
+    let (v4, v6) = (endpoint_address(&web, &net, "ip_address"), endpoint_address(&web, &net, "ip_address6"));
+    let mut both = vec![v4.clone(), v6];
+    both.sort();
+
+    // The resolv.conf names the first DNS network's resolver and searches its domain.
+    let conf = t.exec("client", &["cat", "/etc/resolv.conf"]).ok();
+    assert_eq!(
+        conf,
+        "# kleene: container client, DNS of network app\nnameserver 10.76.0.1\nnameserver fd00:76::1\nsearch example.internal"
+    );
+    // Plain and qualified, name and alias, through glibc and Python.
+    for name in ["web", "web.example.internal", "www", "www.example.internal", "WEB.Example.Internal"] {
+        assert_eq!(t.lookup("client", name), both, "glibc, {name}");
+    }
+    let hosts = t.exec("client", &["getent", "hosts", "web.example.internal"]).ok();
+    assert!(hosts.starts_with(&format!("{} ", both[0])) || hosts.starts_with(&format!("{} ", both[1])), "{hosts}");
+    assert_eq!(t.getaddrinfo("client", "web.example.internal"), both.join(" "), "Python");
+    // The qualified name is the network's own: another network's domain does not serve it,
+    // and the other network's container finds neither form.
+    assert_eq!(t.lookup("client", "web.other.lan"), Vec::<String>::new());
+    assert_eq!(t.lookup("stranger", "web"), Vec::<String>::new());
+    assert_eq!(t.lookup("stranger", "web.example.internal"), Vec::<String>::new());
+    assert_eq!(t.exec("stranger", &["cat", "/etc/resolv.conf"]).ok().lines().last(), Some("search other.lan"));
+    // Names elsewhere still go upstream.
+    assert_eq!(t.lookup("client", UPSTREAM_NAME), [UPSTREAM_ANSWER]);
+    // Reverse lookups answer with both forms.
+    assert_eq!(
+        t.exec("client", &["python3", "-c", PTR_QUERY, &v4]).ok(),
+        "web web.example.internal www www.example.internal"
+    );
+}
+
+#[test]
+fn bad_dns_domains_are_refused_in_one_line() {
+    let t = Dns::new("dns-baddomain");
+    t.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.78.0.0/24", "n"]).ok();
+    let before = t.sb.state_snapshot();
+    let create = |domain: &str, extra: &[&str]| {
+        let flag = format!("--dns-domain={domain}");
+        let mut args = vec!["network", "create", "-t", "bridge", &flag];
+        args.extend(extra);
+        args.push("m");
+        t.kleene(&args)
+    };
+    let subnet: &[&str] = &["--subnet", "10.79.0.0/24"];
+    for bad in ["ex ample", "ex_ample", "a..b", "example.internal.", "-x.lan", "a,b", ""] {
+        let err = create(bad, subnet).err();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("--dns-domain") && err.contains("is not a DNS name"), "{err}");
+    }
+    // Where the network serves no DNS, as --dns is refused there.
+    let err = create("lan", &["--gw", "none", "--subnet", "10.79.0.0/24"]).err();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--dns-domain: network 'm' has no gateway on the host to serve DNS on"), "{err}");
+    let err = create("lan", &["--no-dns", "--subnet", "10.79.0.0/24"]).err();
+    assert!(err.lines().next().unwrap().contains("'--dns-domain <DOMAIN>' cannot be used with '--no-dns'"), "{err}");
+    let missing = [("KLEENE_AARDVARK_DNS", "/nonexistent/aardvark-dns")];
+    let run = t.kleene_env(
+        &["network", "create", "-t", "bridge", "--subnet", "10.79.0.0/24", "--dns-domain", "lan", "m"],
+        &missing,
+    );
+    assert!(run.err().contains("install the package aardvark-dns"));
+    assert_eq!(t.sb.state_snapshot(), before, "nothing created");
+}
+
+#[test]
 fn a_dry_run_for_freebsd_renders_the_jails_resolv_conf() {
     let t = Dns::new("dns-freebsd");
-    t.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.72.0.0/24", "--subnet6", "fd00:72::/64", "n"]).ok();
+    t.kleene(&[
+        "network",
+        "create",
+        "-t",
+        "bridge",
+        "--subnet",
+        "10.72.0.0/24",
+        "--subnet6",
+        "fd00:72::/64",
+        "--dns-domain",
+        "jails.example",
+        "n",
+    ])
+    .ok();
     let id = t.kleene(&["container", "create", "-l", "vnet", "-n", "n", "jailed"]).ok();
     let script = t.kleene(&["--dry-run", "--os", "freebsd", "container", "start", "jailed"]).ok();
     let path = t.sb.dir.path().join(format!("run/dns/resolv/{id}.conf"));
     let expected = format!(
-        "cat > {} <<'EOF'\n# kleene: container jailed, DNS of network n\nnameserver 10.72.0.1\nnameserver fd00:72::1\nEOF",
+        "cat > {} <<'EOF'\n# kleene: container jailed, DNS of network n\nnameserver 10.72.0.1\nnameserver fd00:72::1\nsearch jails.example\nEOF",
         path.display()
     );
     assert!(script.contains(&expected), "{script}");
@@ -438,4 +551,30 @@ fn the_api_takes_dns_and_aliases_and_serves_the_names() {
     assert_eq!(web["container_endpoints"][0]["aliases"], serde_json::json!(["db"]));
     let found = sb.kleene(&["container", "exec", "client", "--", "getent", "hosts", "db"]).ok();
     assert!(found.starts_with("10.75.0.2 "), "{found}");
+
+    // A DNS domain, given and shown by the API; klee shows it too (it keeps fields it does
+    // not know) and still reads the network.
+    let lan = r#"{"name":"lan","type":"bridge","subnet":"10.73.0.0/24","dns_domain":"corp.lan"}"#;
+    server.json("POST", "/networks/create", lan, 201);
+    assert_eq!(server.json("GET", "/networks/lan/inspect", "", 200)["network"]["dns_domain"], "corp.lan");
+    let klee: Value = serde_json::from_str(&server.klee(&["network", "inspect", "lan"]).ok()).unwrap();
+    assert_eq!(
+        (&klee["network"]["subnet"], &klee["network"]["dns_domain"]),
+        (&"10.73.0.0/24".into(), &"corp.lan".into())
+    );
+    assert!(server.klee(&["network", "ls"]).ok().lines().any(|l| l.contains("lan") && l.contains("10.73.0.0/24")));
+    let (code, answer) = server.request(
+        "POST",
+        "/networks/create",
+        r#"{"name":"bad","type":"bridge","subnet":"10.73.1.0/24","dns_domain":"no_such"}"#,
+    );
+    assert_eq!(code, 409, "{answer}");
+    assert!(answer.contains("--dns-domain: 'no_such' is not a DNS name"), "{answer}");
+    let (code, answer) = server.request(
+        "POST",
+        "/networks/create",
+        r#"{"name":"bad","type":"bridge","subnet":"10.73.1.0/24","dns":false,"dns_domain":"corp.lan"}"#,
+    );
+    assert_eq!(code, 409, "{answer}");
+    assert!(answer.contains("--dns-domain: network 'bad' is created without DNS (--no-dns)"), "{answer}");
 }

@@ -150,6 +150,10 @@ pub fn create_recording(
     let subnet6 = parse_subnet("subnet6", args.subnet6.as_deref(), false)?;
     let (gateway, gateway_auto) = parse_gateway("gateway", args.gw.as_deref(), subnet, traits.auto_gateway)?;
     let (gateway6, gateway6_auto) = parse_gateway("gateway6", args.gw6.as_deref(), subnet6, traits.auto_gateway)?;
+    let dns_domain = args.dns_domain.as_deref().map(crate::dns::parse_dns_domain).transpose()?;
+    if dns_domain.is_some() && traits.cluster_scoped {
+        bail!("--dns-domain: {kind} networks serve no container DNS; leave out --dns-domain");
+    }
     let mut state = ctx.state()?;
     let session = ctx.begin(&state)?;
     let existing = state::networks(&state.db)?;
@@ -236,6 +240,9 @@ pub fn create_recording(
         });
         let row = NetworkRow { network: network.clone(), link_kind, forwarded: Some(traits.forwarded), dns };
         state::insert_network(tx, &row)?;
+        if let Some(domain) = &dns_domain {
+            state::set_network_dns_domain(tx, &network.id, domain)?;
+        }
         for (s, gw) in [(network.subnet, network.gateway), (network.subnet6, network.gateway6)] {
             if let Some(s) = s {
                 let reserved: Vec<IpAddr> = gw.into_iter().chain(on_link.iter().copied()).collect();
@@ -249,20 +256,25 @@ pub fn create_recording(
 
 /// Whether a new network serves DNS: by default where the host holds a gateway to serve it
 /// on (and the resolver is installed: else off, with a warning); `--dns` insists, and
-/// fails where it cannot be had.
+/// fails where it cannot be had. So does `--dns-domain`: a domain needs DNS.
 fn dns_setting(args: &NetworkCreate, held_gateway: bool, resolver_installed: bool) -> Result<bool> {
+    let insisting = if args.dns { Some("--dns") } else { args.dns_domain.as_ref().map(|_| "--dns-domain") };
     if args.no_dns {
+        if let Some(flag) = insisting {
+            // The CLI refuses the pair itself; the API's `"dns": false` arrives here.
+            bail!("{flag}: network '{}' is created without DNS (--no-dns); leave out one of them", args.name);
+        }
         return Ok(false);
     }
-    if args.dns && !held_gateway {
+    if let (Some(flag), false) = (insisting, held_gateway) {
         bail!(
-            "--dns: network '{}' has no gateway on the host to serve DNS on; give it a --subnet with --gw auto, or leave out --dns",
+            "{flag}: network '{}' has no gateway on the host to serve DNS on; give it a --subnet with --gw auto, or leave out {flag}",
             args.name
         );
     }
     if held_gateway && !resolver_installed {
         let line = crate::dns::missing_resolver();
-        if args.dns {
+        if insisting.is_some() {
             bail!("{line}");
         }
         tracing::warn!("network '{}' is created without DNS: {line}", args.name);
@@ -296,6 +308,7 @@ pub fn inspect(ctx: &Ctx, ident: &str) -> Result<serde_json::Value> {
     let aliases = state::endpoint_aliases(&state.db)?;
     let mut network = network_json(&row.network);
     network["dns"] = json!(row.dns);
+    network["dns_domain"] = json!(state::network_dns_domains(&state.db)?.remove(&id));
     // The MTU this host gave the network's links, where the network prescribes one.
     if let Some(mtu) = row.network.link_mtu() {
         network["mtu"] = json!(mtu);

@@ -144,6 +144,8 @@ struct NetworkConfig {
     internal: bool,
     /// kleene's: container DNS on (true), off (false) or the default (absent).
     dns: Option<bool>,
+    /// kleene's: the network's DNS domain (`--dns-domain`).
+    dns_domain: Option<String>,
 }
 
 fn yes() -> bool {
@@ -172,6 +174,7 @@ impl From<NetworkConfig> for NetworkCreate {
             dns: c.dns == Some(true),
             no_dns: c.dns == Some(false),
             mtu: None,
+            dns_domain: c.dns_domain,
             name: c.name,
         }
     }

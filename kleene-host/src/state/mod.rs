@@ -86,6 +86,11 @@ CREATE TABLE cluster_peers (
     network_id TEXT NOT NULL, address TEXT NOT NULL, mac TEXT NOT NULL, host TEXT NOT NULL,
     PRIMARY KEY (network_id, address)) WITHOUT ROWID;
 "#,
+    // Container DNS: a network's DNS domain (`--dns-domain`), searched by its containers and
+    // qualifying their names in the resolver's files; NULL: none.
+    r#"
+ALTER TABLE networks ADD COLUMN dns_domain TEXT;
+"#,
 ];
 
 pub struct State {

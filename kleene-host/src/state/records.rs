@@ -373,3 +373,29 @@ pub fn endpoint_aliases(db: &Connection) -> Result<std::collections::HashMap<Str
     }
     Ok(out)
 }
+
+/// Record a network's DNS domain (checked by the caller).
+pub fn set_network_dns_domain(db: &Connection, network_id: &str, domain: &str) -> Result<()> {
+    db.prepare_cached("UPDATE networks SET dns_domain = ?2 WHERE id = ?1")?.execute(params![network_id, domain])?;
+    Ok(())
+}
+
+/// Every network's DNS domain, by network id (networks without one are left out). Each is
+/// checked again: it is written into resolv.conf files and the resolver's files.
+pub fn network_dns_domains(db: &Connection) -> Result<std::collections::HashMap<String, String>> {
+    let mut stmt = db.prepare_cached("SELECT id, dns_domain FROM networks WHERE dns_domain IS NOT NULL")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (id, domain) = row?;
+        if !crate::dns::is_dns_name(&domain) {
+            bail!(
+                "refusing the state database: network {id}: DNS domain '{}' is not a DNS name; {}",
+                domain.escape_debug(),
+                super::checked::FIX
+            );
+        }
+        out.insert(id, domain);
+    }
+    Ok(out)
+}
