@@ -213,8 +213,9 @@ fn success(version: &str, a: &Adopted, netns: &Path, dns: Option<protocol::Dns>)
     // The operator's `dns` wins; else a network that serves names gives its resolver, as
     // the bridge plugin with a DNS plugin or netavark with aardvark-dns would.
     let dns = dns.or_else(|| {
-        let nameservers: Vec<String> = a.nameservers.iter().map(|ip| ip.to_string()).collect();
-        (!nameservers.is_empty()).then(|| protocol::Dns { nameservers, ..Default::default() })
+        let nameservers: Vec<String> = a.resolver.nameservers.iter().map(|ip| ip.to_string()).collect();
+        let search = a.resolver.domain.iter().cloned().collect();
+        (!nameservers.is_empty()).then(|| protocol::Dns { nameservers, search, ..Default::default() })
     });
     protocol::Success { cni_version: version.to_string(), interfaces, ips, routes, dns }
 }

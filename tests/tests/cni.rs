@@ -186,6 +186,32 @@ fn add_check_del_in_1_0_0() {
     assert_eq!(again["ips"][0]["address"], "10.60.0.2/24");
 }
 
+/// On a network with a DNS domain, the result tells the runtime to search it, and the
+/// qualified name answers at the resolver it names.
+#[test]
+fn the_result_names_the_networks_resolver_and_domain() {
+    let sb = Sandbox::new("cnidom");
+    sb.kleene(&[
+        "network",
+        "create",
+        "-t",
+        "bridge",
+        "--subnet",
+        "10.62.0.0/24",
+        "--dns-domain",
+        "cni.example",
+        "knet",
+    ])
+    .ok();
+    let conf = conf(&sb, "1.0.0");
+    let ns = Netns::new(&sb, "c1");
+    let result: Value = serde_json::from_str(&call(&sb, "ADD", "ctr-1", &ns, &conf).ok()).unwrap();
+    assert_eq!(result["dns"], json!({"nameservers": ["10.62.0.1"], "search": ["cni.example"]}), "{result}");
+    let lookup = ns.sh("busybox nslookup ctr-1.cni.example 10.62.0.1").ok();
+    assert!(lookup.contains("10.62.0.2"), "ctr-1.cni.example does not resolve: {lookup}");
+    call(&sb, "DEL", "ctr-1", &ns, &conf).ok();
+}
+
 #[test]
 fn results_of_0_4_0_carry_the_address_family() {
     let (sb, conf) = setup("cni040", "0.4.0");

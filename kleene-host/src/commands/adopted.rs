@@ -39,6 +39,14 @@ pub struct Adoption<'a> {
     pub config: Map<String, Value>,
 }
 
+/// Where a network's names are answered: its resolver's addresses and the domain its
+/// containers search (docs/dns.md).
+#[derive(Debug, Clone, Default)]
+pub struct Resolver {
+    pub nameservers: Vec<IpAddr>,
+    pub domain: Option<String>,
+}
+
 /// An adopted container as recorded.
 #[derive(Debug, Clone)]
 pub struct Adopted {
@@ -47,9 +55,9 @@ pub struct Adopted {
     pub endpoint: Endpoint,
     /// The namespace it adopted, as the runtime named it when it was adopted.
     pub netns: PathBuf,
-    /// Where its names are answered: the network's resolver addresses when the network
-    /// serves DNS (docs/dns.md), else none. A runtime writes them into its resolv.conf.
-    pub nameservers: Vec<IpAddr>,
+    /// The network's resolver, when it serves DNS (docs/dns.md), for the runtime's
+    /// resolv.conf.
+    pub resolver: Resolver,
     /// The runtime's own record (the `config` of its [`Adoption`]).
     pub config: Map<String, Value>,
 }
@@ -96,7 +104,7 @@ pub fn attach(ctx: &mut Ctx, a: &Adoption<'_>) -> Result<Adopted> {
     }
     let net_id = state::resolve(&state.db, "networks", "network", a.network)?;
     let row = state::network_by_id(&state.db, &net_id)?;
-    let nameservers = nameservers(&row);
+    let resolver = resolver(&state, &row)?;
     let network = row.network;
     let driver = a.driver.to_string();
     let stack = ctx.plugin(&driver, PluginKind::Driver)?.stack();
@@ -147,7 +155,7 @@ pub fn attach(ctx: &mut Ctx, a: &Adoption<'_>) -> Result<Adopted> {
         network,
         endpoint,
         netns: a.netns.into(),
-        nameservers,
+        resolver,
         config: a.config.clone(),
     })
 }
@@ -204,17 +212,17 @@ fn adopted(state: &State, container: Container, mut config: Map<String, Value>) 
     else {
         return Ok(None);
     };
-    let nameservers = nameservers(&state::network_by_id(&state.db, &network.id)?);
-    Ok(Some(Adopted { container, network, endpoint, netns: netns.into(), nameservers, config }))
+    let resolver = resolver(state, &state::network_by_id(&state.db, &network.id)?)?;
+    Ok(Some(Adopted { container, network, endpoint, netns: netns.into(), resolver, config }))
 }
 
-/// The resolver addresses of a network that serves DNS.
-fn nameservers(row: &state::NetworkRow) -> Vec<IpAddr> {
-    if row.dns {
-        crate::dns::listen_addresses(row)
-    } else {
-        Vec::new()
+/// The resolver of a network that serves DNS (empty otherwise).
+fn resolver(state: &State, row: &state::NetworkRow) -> Result<Resolver> {
+    if !row.dns {
+        return Ok(Resolver::default());
     }
+    let domain = state::network_dns_domains(&state.db)?.remove(&row.network.id);
+    Ok(Resolver { nameservers: crate::dns::listen_addresses(row), domain })
 }
 
 /// Release the adopted container `id`: its pair, addresses, published ports and record go,
