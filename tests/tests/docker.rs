@@ -136,10 +136,11 @@ impl Dockerd {
         }
     }
 
-    /// Stop the daemon as its service manager would (SIGTERM: it stops its containers).
-    fn stop_daemon(&mut self) {
+    /// Stop the daemon with `signal` (SIGTERM, as its service manager would: it stops its
+    /// containers; SIGKILL: it dies leaving them).
+    fn stop_daemon(&mut self, signal: i32) {
         // SAFETY: kill(2) on our own child (sh execs dockerd, nsenter and unshare exec too).
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.child.try_wait().ok().flatten().is_none() {
             if Instant::now() > deadline {
@@ -151,9 +152,10 @@ impl Dockerd {
         }
     }
 
-    /// Stop the daemon and start it again on the same data root, exec root and socket.
-    fn restart(&mut self, sb: &Sandbox, plugin_socket: &Path) {
-        self.stop_daemon();
+    /// Stop the daemon with `signal` and start it again on the same data root, exec root and
+    /// socket.
+    fn restart(&mut self, sb: &Sandbox, plugin_socket: &Path, signal: i32) {
+        self.stop_daemon(signal);
         self.child = Self::spawn(sb, plugin_socket, &self.socket, &self.log);
         self.wait_ready();
     }
@@ -181,7 +183,7 @@ impl Drop for Dockerd {
         if !ids.is_empty() {
             self.docker(&[&["rm", "-f"][..], &ids].concat());
         }
-        self.stop_daemon();
+        self.stop_daemon(libc::SIGTERM);
     }
 }
 
@@ -541,21 +543,33 @@ fn docker_published_ports_carry_traffic_and_networks_connect_live() {
         ])
         .ok();
     }
-    d.restart(&sb, &plugin);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while d.docker(&["ps", "-q"]).ok().lines().count() < 2 {
-        assert!(Instant::now() < deadline, "r1 and r2 did not come back: {}", d.docker(&["ps", "-a"]).stdout);
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let mut running: Vec<String> = d.docker(&["ps", "--format", "{{.Names}}"]).ok().lines().map(String::from).collect();
-    running.sort();
-    assert_eq!(running, ["r1", "r2"]);
-    // kleene holds exactly what runs: two endpoints, two addresses (and the gateways), two
-    // pairs; ca's endpoint went when dockerd stopped it.
-    assert_eq!(kleene_containers(&sb).len(), 2, "{:?}", kleene_containers(&sb));
-    assert_eq!((used(&sb, &d, "front"), used(&sb, &d, "back")), ("3".into(), "1".into()));
-    assert_eq!(sb.links().len(), links_before.len() + 2 + 2, "two bridges, two pairs: {:?}", sb.links());
-    d.docker(&["exec", "r1", "ping", "-c1", "-W2", &ip_on(&d, "r2", "front")]).ok();
+    let names = |sb: &Sandbox| -> Vec<String> {
+        kleene_containers(sb).iter().map(|c| c["name"].as_str().unwrap().to_string()).collect()
+    };
+    // kleene holds exactly what runs once Docker is back: two endpoints (new ones), two
+    // addresses (and the gateways), two pairs; ca's endpoint is gone.
+    let consistent_after_restart = |d: &mut Dockerd, signal: i32| {
+        let before = names(&sb);
+        d.restart(&sb, &plugin, signal);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = names(&sb);
+            let up = d.docker(&["ps", "-q"]).ok().lines().count();
+            if up == 2 && now.len() == 2 && now.iter().all(|n| !before.contains(n)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "r1 and r2 did not come back: {}", d.docker(&["ps", "-a"]).stdout);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut running: Vec<String> =
+            d.docker(&["ps", "--format", "{{.Names}}"]).ok().lines().map(String::from).collect();
+        running.sort();
+        assert_eq!(running, ["r1", "r2"]);
+        assert_eq!((used(&sb, d, "front"), used(&sb, d, "back")), ("3".into(), "1".into()));
+        assert_eq!(sb.links().len(), links_before.len() + 2 + 2, "two bridges, two pairs: {:?}", sb.links());
+        d.docker(&["exec", "r1", "ping", "-c1", "-W2", &ip_on(d, "r2", "front")]).ok();
+    };
+    consistent_after_restart(&mut d, libc::SIGTERM);
 
     d.docker(&["rm", "-f", "ca", "r1", "r2"]).ok();
     d.docker(&["network", "rm", "front", "back"]).ok();
