@@ -509,3 +509,33 @@ fn delete_published(tx: &rusqlite::Connection, container_id: &str) -> Result<()>
     tx.execute("DELETE FROM published WHERE container_id = ?1", [container_id])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PortMap;
+    use crate::firewall::Proto;
+
+    fn map(host_ip: Option<&str>, host_port: u16, host_port_end: u16) -> PortMap {
+        PortMap {
+            proto: Proto::Tcp,
+            port: 80,
+            host_ip: host_ip.map(|ip| ip.parse().unwrap()),
+            host_port,
+            host_port_end,
+        }
+    }
+
+    #[test]
+    fn docker_port_bindings_become_kleene_specs_or_are_refused() {
+        assert_eq!(map(None, 8080, 8080).spec().unwrap(), "8080:80/tcp");
+        assert_eq!(map(Some("0.0.0.0"), 8080, 0).spec().unwrap(), "8080:80/tcp");
+        assert_eq!(map(Some("::"), 9000, 9001).spec().unwrap(), "9000-9001:80/tcp");
+        let local = map(Some("127.0.0.1"), 8080, 8080).spec().unwrap_err().to_string();
+        assert_eq!(
+            local,
+            "kleene publishes ports on every host address, not on 127.0.0.1 alone: drop the address (-p 8080:80/tcp)"
+        );
+        let ephemeral = map(None, 0, 0).spec().unwrap_err().to_string();
+        assert!(ephemeral.starts_with("kleene does not pick host ports"), "{ephemeral}");
+    }
+}
