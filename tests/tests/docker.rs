@@ -98,6 +98,14 @@ impl Dockerd {
     fn start(sb: &Sandbox, plugin_socket: &Path) -> Dockerd {
         let dir = sb.dir.path();
         let (socket, log) = (dir.join("docker.sock"), dir.join("dockerd.log"));
+        let child = Self::spawn(sb, plugin_socket, &socket, &log);
+        let mut d = Dockerd { child, socket, log };
+        d.wait_ready();
+        d
+    }
+
+    fn spawn(sb: &Sandbox, plugin_socket: &Path, socket: &Path, log: &Path) -> Child {
+        let dir = sb.dir.path();
         let script = format!(
             "mount -t tmpfs tmpfs /run && mkdir -p /run/docker/plugins && ln -s {plugin} /run/docker/plugins/kleene.sock && \
              exec dockerd --data-root {d}/docker-data --exec-root {d}/docker-exec --pidfile {d}/docker.pid \
@@ -106,23 +114,50 @@ impl Dockerd {
             d = dir.display(),
             sock = socket.display()
         );
-        let child = Command::new("nsenter")
+        // Appended to: a restarted daemon's log follows the first one's.
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("dockerd log");
+        Command::new("nsenter")
             .arg(format!("--net={}", sb.netns_path().display()))
             .args(["--", "unshare", "--mount", "--propagation", "private", "sh", "-c", &script])
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("dockerd log"))
+            .stderr(log)
             .spawn()
-            .expect("spawn dockerd (install docker.io: scripts/install-deps.sh)");
-        let mut d = Dockerd { child, socket, log };
+            .expect("spawn dockerd (install docker.io: scripts/install-deps.sh)")
+    }
+
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while d.docker(&["version"]).code != 0 {
-            if let Some(status) = d.child.try_wait().unwrap() {
-                panic!("dockerd exited ({status}): {}", d.log_text());
+        while self.docker(&["version"]).code != 0 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("dockerd exited ({status}): {}", self.log_text());
             }
-            assert!(Instant::now() < deadline, "dockerd did not answer: {}", d.log_text());
+            assert!(Instant::now() < deadline, "dockerd did not answer: {}", self.log_text());
             std::thread::sleep(Duration::from_millis(100));
         }
-        d
+    }
+
+    /// Stop the daemon with `signal` (SIGTERM, as its service manager would: it stops its
+    /// containers; SIGKILL: it dies leaving them).
+    fn stop_daemon(&mut self, signal: i32) {
+        // SAFETY: kill(2) on our own child (sh execs dockerd, nsenter and unshare exec too).
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop the daemon with `signal` and start it again on the same data root, exec root and
+    /// socket.
+    fn restart(&mut self, sb: &Sandbox, plugin_socket: &Path, signal: i32) {
+        self.stop_daemon(signal);
+        self.child = Self::spawn(sb, plugin_socket, &self.socket, &self.log);
+        self.wait_ready();
     }
 
     fn log_text(&self) -> String {
@@ -148,28 +183,23 @@ impl Drop for Dockerd {
         if !ids.is_empty() {
             self.docker(&[&["rm", "-f"][..], &ids].concat());
         }
-        // SAFETY: kill(2) on our own child (sh execs dockerd, nsenter and unshare exec too).
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.stop_daemon(libc::SIGTERM);
     }
 }
+
+/// The page `httpd` serves in the busybox image.
+const PAGE: &str = "served by a docker container on a kleene network";
 
 /// A busybox root file system as a tar, for `docker import`.
 fn busybox_tar(dir: &Path) -> PathBuf {
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
-    for applet in ["sh", "ping", "ping6", "ip", "sleep", "cat"] {
+    for applet in ["sh", "ping", "ping6", "ip", "sleep", "cat", "httpd"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
+    std::fs::create_dir_all(root.join("www")).unwrap();
+    std::fs::write(root.join("www/index.html"), PAGE).unwrap();
     let tar = dir.join("rootfs.tar");
     let ok = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap();
     assert!(ok.success());
@@ -325,6 +355,226 @@ fn docker_containers_on_a_kleene_network_reach_each_other_and_leave_nothing_behi
     assert_eq!(sb.links(), links_before, "interfaces left behind");
     let addrs = sb.sh("ip -br addr").ok();
     assert!(!addrs.contains("10.77.0."), "{addrs}");
+    drop(d);
+    drop(server);
+}
+
+/// `docker network create -d kleene --ipam-driver kleene --subnet SUBNET NAME`.
+fn kleene_network(d: &Dockerd, name: &str, subnet: &str) {
+    d.docker(&["network", "create", "-d", "kleene", "--ipam-driver", "kleene", "--subnet", subnet, name]).ok();
+}
+
+/// The host address the published port is reached on: the test namespace's own, on an
+/// interface of its own (a veth pair: no dummy module on every kernel).
+const HOST: &str = "192.0.2.10";
+const URL: &str = "http://192.0.2.10:8080/";
+
+/// `URL`, fetched from the test's namespace (the containers' host) by a client there.
+fn fetch(sb: &Sandbox) -> Run {
+    sb.sh(&format!("curl -sS -m 2 {URL}"))
+}
+
+/// [`fetch`] until the server in the container answers (httpd starts after `docker run`).
+fn fetch_page(sb: &Sandbox) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = fetch(sb);
+        if got.code == 0 || Instant::now() > deadline {
+            return got.ok();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// kleene's port redirects (the firewall's `publish4` map), as nft lists them.
+fn publish_map(sb: &Sandbox) -> String {
+    sb.sh("nft list map inet kleene publish4").ok()
+}
+
+/// The address container `c` has on Docker network `net`.
+fn ip_on(d: &Dockerd, c: &str, net: &str) -> String {
+    d.docker(&["inspect", "-f", &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"), c]).ok()
+}
+
+fn kleene_containers(sb: &Sandbox) -> Vec<Value> {
+    sb.kleene(&["container", "ls", "-a", "--json"]).json().as_array().unwrap().clone()
+}
+
+fn used(sb: &Sandbox, d: &Dockerd, net: &str) -> String {
+    let id = d.docker(&["network", "inspect", "-f", "{{.ID}}", net]).ok();
+    let inspect = sb.kleene(&["network", "inspect", &format!("docker-{}", &id[..12])]).json();
+    inspect["address_usage"]["subnet"]["used"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn docker_published_ports_carry_traffic_and_networks_connect_live() {
+    let sb = Sandbox::new("dockerpub");
+    let plugin = sb.dir.path().join("kleene-docker.sock");
+    let server = sb.serve_with(&["--docker-socket", &plugin.display().to_string()]);
+    let mut d = Dockerd::start(&sb, &plugin);
+    d.docker(&["import", &busybox_tar(sb.dir.path()).display().to_string(), "kleene-busybox"]).ok();
+    sb.sh(&format!("ip link add host0 type veth peer name host0p && ip addr add {HOST}/24 dev host0 && ip link set host0 up && ip link set host0p up")).ok();
+    let links_before = sb.links();
+    kleene_network(&d, "front", "10.79.0.0/24");
+    kleene_network(&d, "back", "10.80.0.0/24");
+    let httpd = ["kleene-busybox", "httpd", "-f", "-p", "80", "-h", "/www"];
+    d.docker(&[&["run", "-d", "--name", "web", "--network", "front", "-p", "8080:80"][..], &httpd].concat()).ok();
+    let web_front = ip_on(&d, "web", "front");
+
+    // -p 8080:80: the page served in the container arrives at a client of the host's address.
+    assert_eq!(fetch_page(&sb), PAGE);
+    // kleene's redirect carries it: nothing listens on 8080 (Docker runs no proxy for a remote
+    // driver's network) and Docker's NAT table has no rule for it; kleene's map has.
+    assert_eq!(sb.sh("ss -Hltnu 'sport = :8080'").ok(), "", "a listener besides kleene's redirect");
+    let docker_nat = sb.sh("iptables-save -t nat").ok();
+    assert!(!docker_nat.contains("8080"), "{docker_nat}");
+    assert!(publish_map(&sb).contains("tcp . 8080 comment"), "{}", publish_map(&sb));
+    assert!(publish_map(&sb).contains(&format!(": {web_front} . 80")), "{}", publish_map(&sb));
+
+    // What kleene cannot publish as Docker asks is refused (the container does not start)
+    // and leaves nothing: a host address, a host port kleene would have to pick, a host port
+    // another container has.
+    for (publish, why) in [
+        (
+            "127.0.0.1:8081:80",
+            "kleene publishes ports on every host address, not on 127.0.0.1 alone: drop the address (-p 8081:80/tcp)",
+        ),
+        ("80", "kleene does not pick host ports: give one for container port 80/tcp"),
+        ("8080:80", "host port 8080/tcp is already published by container 'docker-"),
+    ] {
+        let err = d
+            .docker(&[
+                "run",
+                "-d",
+                "--name",
+                "refused",
+                "--network",
+                "front",
+                "-p",
+                publish,
+                "kleene-busybox",
+                "sleep",
+                "600",
+            ])
+            .err();
+        assert!(err.contains(why), "-p {publish}: {err}");
+        d.docker(&["rm", "-f", "refused"]).ok();
+    }
+    assert_eq!(kleene_containers(&sb).len(), 1, "only web's endpoint");
+    assert_eq!(used(&sb, &d, "front"), "2", "the gateway and web's address only");
+    assert_eq!(fetch(&sb).ok(), PAGE, "web keeps its port");
+
+    // docker network connect: a running container joins a second kleene network live.
+    // (sleep ignores SIGTERM: a short stop timeout keeps dockerd's shutdown below short.)
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "ca",
+        "--stop-timeout",
+        "1",
+        "--network",
+        "front",
+        "kleene-busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    d.docker(&["run", "-d", "--name", "cb", "--network", "back", "kleene-busybox", "sleep", "600"]).ok();
+    let cb = ip_on(&d, "cb", "back");
+    // Across networks, kleene's firewall keeps them apart (ca's route to cb is its gateway).
+    assert_ne!(d.docker(&["exec", "ca", "ping", "-c1", "-W1", &cb]).code, 0, "isolated before connect");
+    d.docker(&["network", "connect", "back", "ca"]).ok();
+    let ca_back = ip_on(&d, "ca", "back");
+    assert!(ca_back.starts_with("10.80.0."), "{ca_back}");
+    let eth1 = d.docker(&["exec", "ca", "ip", "-4", "addr", "show", "eth1"]).ok();
+    assert!(eth1.contains(&format!("inet {ca_back}/24")), "{eth1}");
+    d.docker(&["exec", "ca", "ping", "-c1", "-W2", &cb]).ok();
+    assert_eq!(kleene_containers(&sb).len(), 4, "web, ca, cb and ca's second endpoint");
+    assert_eq!(used(&sb, &d, "back"), "3");
+    let links_connected = sb.links();
+    // ... and leaves it: the interface, the pair and the address go.
+    d.docker(&["network", "disconnect", "back", "ca"]).ok();
+    assert_ne!(d.docker(&["exec", "ca", "ip", "link", "show", "eth1"]).code, 0, "eth1 is still in ca");
+    assert_ne!(d.docker(&["exec", "ca", "ping", "-c1", "-W1", &cb]).code, 0, "isolated again");
+    assert_eq!(kleene_containers(&sb).len(), 3);
+    assert_eq!(used(&sb, &d, "back"), "2", "ca's address on back is released");
+    assert_eq!(sb.links().len(), links_connected.len() - 1, "ca's pair on back is gone: {:?}", sb.links());
+
+    // Published ports follow the container's default route: connecting web to `back` (which
+    // Docker sorts first) moves the route there, and Docker moves the ports (revoke, program).
+    d.docker(&["network", "connect", "back", "web"]).ok();
+    let web_back = ip_on(&d, "web", "back");
+    assert!(publish_map(&sb).contains(&format!(": {web_back} . 80")), "{}", publish_map(&sb));
+    assert_eq!(fetch(&sb).ok(), PAGE, "through back");
+    d.docker(&["network", "disconnect", "back", "web"]).ok();
+    assert!(publish_map(&sb).contains(&format!(": {web_front} . 80")), "{}", publish_map(&sb));
+    assert_eq!(fetch(&sb).ok(), PAGE, "through front again");
+
+    // docker rm -f: the port is closed and kleene publishes nothing any more.
+    d.docker(&["rm", "-f", "web"]).ok();
+    let closed = fetch(&sb);
+    assert_ne!(closed.code, 0, "port 8080 still answers: {}", closed.stdout);
+    assert!(!publish_map(&sb).contains("8080"), "{}", publish_map(&sb));
+    for c in kleene_containers(&sb) {
+        let inspect = sb.kleene(&["container", "inspect", c["id"].as_str().unwrap()]).json();
+        assert_eq!(inspect["published"], serde_json::json!([]), "{inspect}");
+    }
+
+    // dockerd restarts (stopped as a service manager stops it, started on the same data
+    // root): it stops every container on the way down, which leaves their endpoints; those
+    // with a restart policy come back on the same kleene network, the others stay stopped.
+    d.docker(&["rm", "-f", "cb"]).ok();
+    for c in ["r1", "r2"] {
+        d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            c,
+            "--restart",
+            "always",
+            "--stop-timeout",
+            "1",
+            "--network",
+            "front",
+            "kleene-busybox",
+            "sleep",
+            "600",
+        ])
+        .ok();
+    }
+    let names = |sb: &Sandbox| -> Vec<String> {
+        kleene_containers(sb).iter().map(|c| c["name"].as_str().unwrap().to_string()).collect()
+    };
+    // kleene holds exactly what runs once Docker is back: two endpoints (new ones), two
+    // addresses (and the gateways), two pairs; ca's endpoint is gone.
+    let consistent_after_restart = |d: &mut Dockerd, signal: i32| {
+        let before = names(&sb);
+        d.restart(&sb, &plugin, signal);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = names(&sb);
+            let up = d.docker(&["ps", "-q"]).ok().lines().count();
+            if up == 2 && now.len() == 2 && now.iter().all(|n| !before.contains(n)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "r1 and r2 did not come back: {}", d.docker(&["ps", "-a"]).stdout);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut running: Vec<String> =
+            d.docker(&["ps", "--format", "{{.Names}}"]).ok().lines().map(String::from).collect();
+        running.sort();
+        assert_eq!(running, ["r1", "r2"]);
+        assert_eq!((used(&sb, d, "front"), used(&sb, d, "back")), ("3".into(), "1".into()));
+        assert_eq!(sb.links().len(), links_before.len() + 2 + 2, "two bridges, two pairs: {:?}", sb.links());
+        d.docker(&["exec", "r1", "ping", "-c1", "-W2", &ip_on(d, "r2", "front")]).ok();
+    };
+    consistent_after_restart(&mut d, libc::SIGTERM);
+
+    d.docker(&["rm", "-f", "ca", "r1", "r2"]).ok();
+    d.docker(&["network", "rm", "front", "back"]).ok();
+    assert_eq!(sb.kleene(&["network", "ls", "--json"]).json(), serde_json::json!([]), "network left behind");
+    assert_eq!(sb.links(), links_before, "interfaces left behind");
     drop(d);
     drop(server);
 }

@@ -75,6 +75,16 @@ fn overlap(a: &firewall::Published, b: &firewall::Published) -> bool {
 /// Refuse a host port (and protocol) another container already publishes, running or not
 /// (the firewall could only give it to one of them), or that this container lists twice.
 pub(super) fn check_port_conflicts(state: &State, ports: &[firewall::Published]) -> Result<()> {
+    check_port_conflicts_except(state, ports, None)
+}
+
+/// [`check_port_conflicts`], leaving out the ports container `except` publishes now (those
+/// it is about to replace).
+pub(super) fn check_port_conflicts_except(
+    state: &State,
+    ports: &[firewall::Published],
+    except: Option<&str>,
+) -> Result<()> {
     let describe = |p: &firewall::Published| format!("{}/{}", firewall::fmt_ports(p.host, "-"), p.proto.as_str());
     for (i, p) in ports.iter().enumerate() {
         if let Some(q) = ports[..i].iter().find(|q| overlap(p, q)) {
@@ -84,7 +94,7 @@ pub(super) fn check_port_conflicts(state: &State, ports: &[firewall::Published])
     if ports.is_empty() {
         return Ok(());
     }
-    for (id, specs) in state::published(&state.db)? {
+    for (id, specs) in state::published(&state.db)?.into_iter().filter(|(id, _)| Some(id.as_str()) != except) {
         for spec in specs {
             let Ok(theirs) = firewall::parse_publish(&spec) else { continue };
             if let Some(p) = ports.iter().find(|p| overlap(p, &theirs)) {

@@ -448,30 +448,51 @@ pub fn endpoint_info(ctx: &Ctx, docker_ep: &str) -> Result<serde_json::Map<Strin
 pub struct PortMap {
     pub proto: firewall::Proto,
     pub port: u16,
+    /// The host address of `-p ADDRESS:HOST:PORT`, if one was given.
+    pub host_ip: Option<IpAddr>,
     pub host_port: u16,
     pub host_port_end: u16,
 }
 
+impl PortMap {
+    /// The kleene published-port spec (`HOST[-END]:PORT/PROTO`), or why kleene cannot publish
+    /// it as Docker asks. Docker's own driver binds a host address and picks free host ports;
+    /// kleene's firewall redirects a port on every host address and picks none, so a binding
+    /// that needs either is refused rather than published more widely than asked.
+    fn spec(&self) -> Result<String> {
+        let proto = self.proto.as_str();
+        if let Some(ip) = self.host_ip.filter(|ip| !ip.is_unspecified()) {
+            bail!(
+                "kleene publishes ports on every host address, not on {ip} alone: drop the address (-p {}:{}/{proto})",
+                self.host_port.max(self.port),
+                self.port
+            );
+        }
+        if self.host_port == 0 {
+            bail!("kleene does not pick host ports: give one for container port {}/{proto} (-p HOSTPORT:{}/{proto}; not -p {} or -P)", self.port, self.port, self.port);
+        }
+        let host = if self.host_port_end > self.host_port {
+            format!("{}-{}", self.host_port, self.host_port_end)
+        } else {
+            self.host_port.to_string()
+        };
+        Ok(format!("{host}:{}/{proto}", self.port))
+    }
+}
+
 /// `ProgramExternalConnectivity`: Docker's published ports become the container's kleene
-/// published ports (the firewall redirects them to its address).
+/// published ports (the firewall redirects them to its address). Docker calls it for the
+/// endpoint that holds the container's default route, and moves it (revoke, program) when
+/// `docker network connect` brings an endpoint that takes the route over.
 pub fn publish(ctx: &mut Ctx, docker_ep: &str, ports: &[PortMap]) -> Result<()> {
     let mut state = ctx.state()?;
     let (_, container, _) = endpoint_parts(&state, docker_ep)?;
-    let specs: Vec<String> = ports
-        .iter()
-        .filter(|p| p.host_port != 0)
-        .map(|p| {
-            let host = if p.host_port_end > p.host_port {
-                format!("{}-{}", p.host_port, p.host_port_end)
-            } else {
-                p.host_port.to_string()
-            };
-            format!("{host}:{}/{}", p.port, p.proto.as_str())
-        })
-        .collect();
-    for spec in &specs {
-        firewall::parse_publish(spec).map_err(anyhow::Error::msg)?;
-    }
+    let specs = ports.iter().map(PortMap::spec).collect::<Result<Vec<_>>>()?;
+    let parsed =
+        specs.iter().map(|s| firewall::parse_publish(s)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    // Another container's port (kleene's or Docker's) is refused: the firewall can redirect a
+    // host port to one container only.
+    super::container::check_port_conflicts_except(&state, &parsed, Some(&container.id))?;
     let session = ctx.begin(&state)?;
     apply(ctx, &mut state, session, &format!("docker publish {}", container.name), &Plan::new(), |tx, _| {
         delete_published(tx, &container.id)?;
@@ -487,4 +508,34 @@ pub fn unpublish(ctx: &mut Ctx, docker_ep: &str) -> Result<()> {
 fn delete_published(tx: &rusqlite::Connection, container_id: &str) -> Result<()> {
     tx.execute("DELETE FROM published WHERE container_id = ?1", [container_id])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PortMap;
+    use crate::firewall::Proto;
+
+    fn map(host_ip: Option<&str>, host_port: u16, host_port_end: u16) -> PortMap {
+        PortMap {
+            proto: Proto::Tcp,
+            port: 80,
+            host_ip: host_ip.map(|ip| ip.parse().unwrap()),
+            host_port,
+            host_port_end,
+        }
+    }
+
+    #[test]
+    fn docker_port_bindings_become_kleene_specs_or_are_refused() {
+        assert_eq!(map(None, 8080, 8080).spec().unwrap(), "8080:80/tcp");
+        assert_eq!(map(Some("0.0.0.0"), 8080, 0).spec().unwrap(), "8080:80/tcp");
+        assert_eq!(map(Some("::"), 9000, 9001).spec().unwrap(), "9000-9001:80/tcp");
+        let local = map(Some("127.0.0.1"), 8080, 8080).spec().unwrap_err().to_string();
+        assert_eq!(
+            local,
+            "kleene publishes ports on every host address, not on 127.0.0.1 alone: drop the address (-p 8080:80/tcp)"
+        );
+        let ephemeral = map(None, 0, 0).spec().unwrap_err().to_string();
+        assert!(ephemeral.starts_with("kleene does not pick host ports"), "{ephemeral}");
+    }
 }

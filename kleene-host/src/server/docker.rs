@@ -291,6 +291,9 @@ async fn discover(bytes: Bytes) -> Response {
 struct PortBinding {
     proto: u8,
     port: u16,
+    /// `-p ADDRESS:HOST:PORT`'s address (empty without one).
+    #[serde(rename = "HostIP", default)]
+    host_ip: String,
     #[serde(default)]
     host_port: u16,
     #[serde(default)]
@@ -330,7 +333,14 @@ async fn program_external(State(s): State<Service>, bytes: Bytes) -> Response {
                 return p.refused(anyhow::anyhow!("kleene publishes tcp and udp ports only, not protocol {other}"))
             }
         };
-        ports.push(PortMap { proto, port: b.port, host_port: b.host_port, host_port_end: b.host_port_end });
+        let host_ip = match b.host_ip.as_str() {
+            "" => None,
+            text => match text.parse() {
+                Ok(ip) => Some(ip),
+                Err(_) => return p.error(StatusCode::BAD_REQUEST, format!("invalid {PORTMAP} HostIP '{text}'")),
+            },
+        };
+        ports.push(PortMap { proto, port: b.port, host_ip, host_port: b.host_port, host_port_end: b.host_port_end });
     }
     p.call(&s, move |ctx| docker::publish(ctx, &req.endpoint_id, &ports), |()| json!({})).await
 }
