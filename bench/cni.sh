@@ -14,7 +14,8 @@ fi
 enter_netns "$@"
 setup_kleene
 
-$K network create -t bridge --subnet 10.96.0.0/16 bench >/dev/null
+# --no-dns: the bridge plugin serves no names (container DNS has its own figures: bench/dns.sh).
+$K network create -t bridge --subnet 10.96.0.0/16 --no-dns bench >/dev/null
 cat > "$W/conf.json" <<JSON
 {"cniVersion":"1.0.0","name":"bench","type":"kleene-cni","network":"bench",
  "stateDir":"$W/state","runDir":"$W/run","pluginDir":"$W/plugins"}

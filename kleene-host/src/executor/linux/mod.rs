@@ -51,8 +51,8 @@ pub struct LinuxExecutor {
     /// (the deletion detaches it, without taking the kernel's lock once more).
     reaping: Option<LinkReaping>,
     deferred_detach: Vec<String>,
-    /// A detached process deletes the retired links once this executor is dropped.
-    reap_on_drop: bool,
+    /// Host ends a detached process deletes once this executor is dropped.
+    reap_on_drop: Vec<String>,
 }
 
 impl LinuxExecutor {
@@ -67,7 +67,7 @@ impl LinuxExecutor {
             adopted: HashMap::new(),
             reaping: None,
             deferred_detach: Vec::new(),
-            reap_on_drop: false,
+            reap_on_drop: Vec::new(),
         }
     }
 
@@ -470,6 +470,7 @@ impl Executor for LinuxExecutor {
             Op::CreatePair { host, peer, sandbox } => {
                 // Re-creating a pair cancels its deferred deletion: it was never deleted.
                 self.deferred_pairs.retain(|(h, _)| h != host);
+                self.reap_on_drop.retain(|h| h != host);
                 if self.pair_intact(host, peer, sandbox)? {
                     return Ok(());
                 }
@@ -511,9 +512,10 @@ impl Executor for LinuxExecutor {
         self.reaping = Some(how);
     }
 
-    /// Delete the host ends of the pairs deleted by the plan (or, when deletion is deferred,
-    /// retire them for the [`reaper`] to delete right after the answer). Every one is tried,
-    /// even after one fails: a host end left behind outlives its container.
+    /// Delete the host ends of the pairs deleted by the plan, or, when deletion is deferred:
+    /// in a server, retire them for the [`reaper`] thread to delete right after the answer;
+    /// in a one-shot process, leave them to a detached process started on drop. Every one is
+    /// tried, even after one fails: a host end left behind outlives its container.
     fn finish(&mut self) -> Result<()> {
         self.delete_deferred_links()?;
         let going: Vec<String> = std::mem::take(&mut self.deferred_pairs).into_iter().map(|(host, _)| host).collect();
@@ -524,6 +526,13 @@ impl Executor for LinuxExecutor {
                     other => other?,
                 }
             }
+        }
+        if self.reaping == Some(LinkReaping::DetachedProcess) {
+            // Not even retired here: any request for the link waits for the kernel's routing
+            // lock, which the previous caller's deletion holds for 15-30 ms. The runtime
+            // deletes the namespace next, and the pair goes with it if the process is killed.
+            self.reap_on_drop.extend(going);
+            return Ok(());
         }
         let mut failed = Vec::new();
         let retire = self.reaping.is_some();
@@ -536,12 +545,8 @@ impl Executor for LinuxExecutor {
                 Ok(()) => {}
             }
         }
-        if !going.is_empty() {
-            match self.reaping {
-                Some(LinkReaping::BackgroundThread) => reaper::wake(),
-                Some(LinkReaping::DetachedProcess) => self.reap_on_drop = true,
-                None => {}
-            }
+        if retire && !going.is_empty() {
+            reaper::wake();
         }
         if !failed.is_empty() {
             return Err(anyhow!("cannot delete {}", failed.join(", ")));
@@ -558,18 +563,21 @@ impl Executor for LinuxExecutor {
 }
 
 impl Drop for LinuxExecutor {
-    /// Have a detached process delete the links retired under
+    /// Have a detached process delete the host ends left under
     /// [`LinkReaping::DetachedProcess`] (or, when one cannot be started, delete them here).
     fn drop(&mut self) {
-        if !self.reap_on_drop {
+        let links = std::mem::take(&mut self.reap_on_drop);
+        if links.is_empty() {
             return;
         }
         // Sockets into container namespaces are not the reaper's to inherit.
         self.sandboxes.clear();
-        if let Err(e) = reaper::delete_detached() {
-            tracing::debug!("deleting the retired links in place: {e}");
-            if let Err(e) = self.host().and_then(|nl| Ok(reaper::delete_retired(nl)?)) {
-                tracing::warn!("cannot delete the retired links (group {:#x}): {e:#}", reaper::DYING_GROUP);
+        if let Err(e) = reaper::delete_detached(&links) {
+            tracing::debug!("deleting {} in place: {e}", links.join(", "));
+            if let Ok(nl) = self.host() {
+                if let Err(e) = reaper::delete_links(nl, &links) {
+                    tracing::warn!("cannot delete {}: {e}", links.join(", "));
+                }
             }
         }
     }

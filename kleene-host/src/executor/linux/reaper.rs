@@ -1,15 +1,19 @@
-//! Deleting retired links off the caller's path.
+//! Deleting host links off the caller's path.
 //!
 //! Deleting a network interface makes the kernel wait for an RCU grace period (15-30 ms on a
-//! busy host), most of a `container stop`. A server (`kleene serve`) and a one-shot process
-//! whose caller waits on it (kleene-cni's `DEL`) therefore only *retire* the host end of each
-//! pair a plan deletes: one request sets it down (no frame passes a down veth end, nor its
-//! peer, whose carrier goes with it) and moves it into [`DYING_GROUP`]. Then they answer, and
-//! the group is deleted with one RTM_DELLINK by someone nobody waits for:
-//! - in a server, this module's one background thread ([`wake`]): links retired while a
-//!   deletion runs go together in the next one, so a burst of stops pays the grace period
-//!   once per batch, not once per container;
-//! - in a one-shot process, a detached grandchild ([`delete_detached`]) that outlives it.
+//! busy host), most of a `container stop`. So the host end of each pair a plan deletes is
+//! deleted by someone nobody waits for:
+//! - in a server (`kleene serve`), the request only *retires* it: one netlink request sets it
+//!   down (no frame passes a down veth end, nor its peer, whose carrier goes with it) and
+//!   moves it into [`DYING_GROUP`]. This module's one background thread ([`wake`]) deletes
+//!   the group with one RTM_DELLINK after the answer: links retired while a deletion runs go
+//!   together in the next one, so a burst of stops pays the grace period once per batch, not
+//!   once per container;
+//! - in a one-shot process (kleene-cni's `DEL`), nothing is retired: a detached grandchild
+//!   ([`delete_detached`]) that outlives it deletes the links by name. Retiring would cost
+//!   the caller the wait this avoids (every link request queues for the kernel's routing
+//!   lock, which the previous `DEL`'s deletion holds), and buys nothing there: the runtime
+//!   deletes the namespace next, which takes the pair with it.
 //!
 //! The thread touches nothing but the links in that group, and no state: a link enters the
 //! group only when kleene is done with it (its state row no longer names it), and never
@@ -113,11 +117,10 @@ pub fn delete_retired(nl: &mut Netlink) -> io::Result<bool> {
     nl.delete_group(DYING_GROUP)
 }
 
-/// Delete the retired links in a detached grandchild, so that the caller (a runtime waiting
-/// for this process to exit) waits only for kleene's own work. `Err` when one cannot be
-/// started: only a process with a single thread may fork so, and the caller then deletes
-/// them itself.
-pub fn delete_detached() -> io::Result<()> {
+/// Delete `links` in a detached grandchild, so that the caller (a runtime waiting for this
+/// process to exit) waits only for kleene's own work. `Err` when one cannot be started: only
+/// a process with a single thread may fork so, and the caller then deletes them itself.
+pub fn delete_detached(links: &[String]) -> io::Result<()> {
     if threads()? != 1 {
         return Err(io::Error::other("more than one thread: forking is unsafe"));
     }
@@ -130,7 +133,7 @@ pub fn delete_detached() -> io::Result<()> {
             unsafe { libc::setsid() };
             if unsafe { libc::fork() } == 0 {
                 detach_stdio_and_fds();
-                let deleted = Netlink::open().and_then(|mut nl| delete_retired(&mut nl));
+                let deleted = Netlink::open().and_then(|mut nl| delete_links(&mut nl, links));
                 unsafe { libc::_exit(i32::from(deleted.is_err())) };
             }
             unsafe { libc::_exit(0) };
@@ -142,6 +145,19 @@ pub fn delete_detached() -> io::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Delete `links` (those already gone count as deleted); every one is tried.
+pub fn delete_links(nl: &mut Netlink, links: &[String]) -> io::Result<()> {
+    let mut result = Ok(());
+    for link in links {
+        match nl.delete_link(link) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => result = Err(e),
+            Ok(()) => {}
+        }
+    }
+    result
 }
 
 /// Let go of everything inherited: the caller's pipes (the runtime reads stdout to its end),
