@@ -86,6 +86,9 @@ CREATE TABLE cluster_peers (
     network_id TEXT NOT NULL, address TEXT NOT NULL, mac TEXT NOT NULL, host TEXT NOT NULL,
     PRIMARY KEY (network_id, address)) WITHOUT ROWID;
 "#,
+    // A counter of the rows the firewall is derived from, bumped by triggers: a commit that
+    // leaves it as the rules in place were derived at skips the derivation.
+    crate::firewall::inputs::SCHEMA,
 ];
 
 pub struct State {
@@ -203,6 +206,15 @@ fn migrate(db: &Connection) -> Result<()> {
     db.pragma_update(None, "user_version", MIGRATIONS.len())?;
     db.execute_batch("COMMIT")?;
     Ok(())
+}
+
+/// A database of the current schema in memory, for tests of what reads and writes it.
+#[cfg(test)]
+pub fn in_memory() -> Connection {
+    let db = Connection::open_in_memory().expect("an in-memory database");
+    db.pragma_update(None, "foreign_keys", "ON").expect("foreign keys on");
+    migrate(&db).expect("migrations apply");
+    db
 }
 
 /// An exclusive lock on host changes, held until dropped.

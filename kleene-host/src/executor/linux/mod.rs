@@ -362,6 +362,9 @@ impl Executor for LinuxExecutor {
     }
 
     fn apply_firewall(&mut self, rules: &crate::firewall::Ruleset) -> Result<()> {
+        // Whatever happens from here, the rules in place are no longer known to be those of
+        // the recorded generation (the engine records the new one after its commit).
+        nft::forget_generation(&self.run_dir).context("cannot drop the firewall's recorded generation")?;
         nft::apply(rules, &self.run_dir.join(nft::APPLIED))?;
         let forwarded = || rules.networks.iter().filter(|n| n.forwarded).map(|n| &n.network);
         let v4: Vec<String> = forwarded().filter(|n| n.subnet.is_some()).map(|n| n.interface.clone()).collect();
@@ -438,7 +441,16 @@ impl Executor for LinuxExecutor {
         })
     }
 
+    fn firewall_generation(&mut self) -> Option<i64> {
+        nft::recorded_generation(&self.run_dir)
+    }
+
+    fn record_firewall_generation(&mut self, generation: i64) {
+        nft::record_generation(&self.run_dir, generation);
+    }
+
     fn forget_firewall(&mut self) {
+        let _ = nft::forget_generation(&self.run_dir);
         let _ = std::fs::remove_file(self.run_dir.join(nft::APPLIED));
         iptables::forget(&self.run_dir.join(iptables::APPLIED));
     }
