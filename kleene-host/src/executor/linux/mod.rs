@@ -221,7 +221,10 @@ impl LinuxExecutor {
             Some(source) => netns::adopt(source, &path)
                 .with_context(|| format!("cannot adopt network namespace {}", source.display()))?,
             None => {
-                netns::create(&path).with_context(|| format!("cannot create network namespace {}", path.display()))?
+                // Its netlink socket is opened inside it as it is made.
+                let nl = netns::create_and_run(&path, Netlink::open)
+                    .with_context(|| format!("cannot create network namespace {}", path.display()))?;
+                self.sandboxes.insert(sandbox.to_string(), nl);
             }
         }
         if stack == Stack::Private {
