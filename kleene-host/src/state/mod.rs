@@ -105,7 +105,7 @@ pub struct State {
 #[derive(Clone, Default)]
 pub struct Keeper {
     conn: std::sync::Arc<std::sync::Mutex<Option<Connection>>>,
-    checkpoints: std::sync::Arc<std::sync::OnceLock<()>>,
+    checkpoints: std::sync::Arc<std::sync::OnceLock<bool>>,
 }
 
 impl Keeper {
@@ -113,15 +113,18 @@ impl Keeper {
         self.conn.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
-    /// Checkpoint `dir`'s database from a thread of its own, every 100 ms (started once).
-    fn checkpoint_in_background(&self, dir: &Path) {
-        let dir = dir.to_path_buf();
-        self.checkpoints.get_or_init(move || {
+    /// Checkpoint `dir`'s database from a thread of its own, every 100 ms (started once);
+    /// whether that thread runs.
+    fn checkpoint_in_background(&self, dir: &Path) -> bool {
+        *self.checkpoints.get_or_init(|| {
+            let state = match State::open(dir) {
+                Ok(state) => state,
+                Err(e) => {
+                    tracing::warn!("no background checkpoints: {e:#}");
+                    return false;
+                }
+            };
             let spawned = std::thread::Builder::new().name("kleene-checkpoint".into()).spawn(move || {
-                let state = match State::open(&dir) {
-                    Ok(state) => state,
-                    Err(e) => return tracing::warn!("no background checkpoints: {e:#}"),
-                };
                 loop {
                     std::thread::sleep(std::time::Duration::from_millis(100));
                     // PASSIVE: copies what no reader still needs, never waits for anyone.
@@ -130,10 +133,11 @@ impl Keeper {
                     }
                 }
             });
-            if let Err(e) = spawned {
+            if let Err(e) = &spawned {
                 tracing::warn!("no background checkpoints: {e}");
             }
-        });
+            spawned.is_ok()
+        })
     }
 }
 
@@ -172,8 +176,9 @@ impl State {
             Some(conn) => State { db: Db { conn: Some(conn), keeper: None } },
             None => {
                 let state = State::open(dir)?;
-                keeper.checkpoint_in_background(dir);
-                state.db.pragma_update(None, "wal_autocheckpoint", 0)?;
+                if keeper.checkpoint_in_background(dir) {
+                    state.db.pragma_update(None, "wal_autocheckpoint", 0)?;
+                }
                 state
             }
         };
