@@ -26,9 +26,11 @@
 //!   lost its endpoints and ports first (both followed).
 //!
 //! pf's anchor also lists the host end of every running pair, which the counter does not
-//! follow: the FreeBSD executor keeps no record and renders every change (see `freebsd.rs`).
-//! The counter is schema ([`SCHEMA`] is a migration): if the renderer comes to read another
-//! row, a new migration replaces the triggers, and `tests::inputs` fails until it does.
+//! follow: the FreeBSD executor keeps no record (the trait's default `firewall_generation`)
+//! and renders every change. The counter is schema ([`SCHEMA`] is a migration): if the nft
+//! renderer comes to read another row, a new migration must replace the triggers; the test
+//! below, which fails whenever the table changes while the counter stands still, is where
+//! to show such a change is followed.
 
 use anyhow::Result;
 use rusqlite::Connection;
