@@ -4,7 +4,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PLUGINS=(loopback bridge custom host ipnet vnet disabled)
 
+# KLEENE_BENCH_BIN=DIR: use the kleene binary and plugins in DIR (e.g. another commit's build,
+# to compare two builds in one sitting) instead of building this tree's.
 build_release() {
+    if [ -n "${KLEENE_BENCH_BIN:-}" ]; then return; fi
     local packages=(-p kleene-host)
     for p in "${PLUGINS[@]}"; do packages+=(-p "kleene-plugin-$p"); done
     (cd "$ROOT" && cargo build -q --release "${packages[@]}")
@@ -22,9 +25,10 @@ setup_kleene() {
     W=$(mktemp -d /tmp/kleene-bench.XXXXXX)
     chmod 0755 "$W"
     mkdir -p "$W/plugins"
-    for p in "${PLUGINS[@]}"; do install -m 0755 "$ROOT/target/release/libkleene_$p.so" "$W/plugins/"; done
+    local bin=${KLEENE_BENCH_BIN:-$ROOT/target/release}
+    for p in "${PLUGINS[@]}"; do install -m 0755 "$bin/libkleene_$p.so" "$W/plugins/"; done
     export KLEENE_PLUGIN_PATH=$W/plugins
-    K="$ROOT/target/release/kleene --state-dir $W/state --run-dir $W/run"
+    K="$bin/kleene --state-dir $W/state --run-dir $W/run"
     trap cleanup_kleene EXIT
 }
 

@@ -13,7 +13,9 @@
 //! new state into the transaction, the ruleset is computed from the transaction's view and
 //! applied through the executor, and only then is the transaction committed. If applying it
 //! fails, the transaction is rolled back, the plan's host steps are undone and the ruleset of
-//! the state before the change is applied again.
+//! the state before the change is applied again. A change that touched no row the ruleset
+//! reads (the counter of `firewall::inputs` is the one the executor recorded with the rules in
+//! place) skips the derivation.
 
 use crate::executor::{Executor, Fact, Renderer};
 use crate::firewall::{self, Ruleset};
@@ -54,8 +56,7 @@ pub fn lock_and_recover(state: &State, state_dir: &Path, exec: &mut dyn Executor
 
 /// Apply the ruleset of the committed state (after a failure: errors are only logged).
 fn restore_firewall(state: &State, exec: &mut dyn Executor) {
-    let restored = firewall::load(&state.db).and_then(|r| exec.apply_firewall(&r));
-    if let Err(e) = restored {
+    if let Err(e) = apply_committed_firewall(state, exec) {
         tracing::warn!("restoring the previous firewall rules failed: {e:#}");
     }
 }
@@ -63,8 +64,15 @@ fn restore_firewall(state: &State, exec: &mut dyn Executor) {
 /// Re-apply the firewall from state (`kleene system reconcile`).
 pub fn reapply_firewall(state: &State, exec: &mut dyn Executor) -> Result<()> {
     exec.forget_firewall();
-    let rules = firewall::load(&state.db)?;
-    exec.apply_firewall(&rules).context("cannot apply the firewall rules")
+    apply_committed_firewall(state, exec).context("cannot apply the firewall rules")
+}
+
+/// Apply the ruleset of committed state (no transaction open) and record its generation.
+fn apply_committed_firewall(state: &State, exec: &mut dyn Executor) -> Result<()> {
+    let generation = firewall::inputs::generation(&state.db)?;
+    exec.apply_firewall(&firewall::load(&state.db)?)?;
+    exec.record_firewall_generation(generation);
+    Ok(())
 }
 
 fn undo_all(exec: &mut dyn Executor, ops: &[Op]) {
@@ -164,25 +172,41 @@ pub fn run(
     let committed = finished.and_then(|()| {
         let tx = state.db.transaction()?;
         commit(&tx, &facts)?;
-        let rules = firewall::load(&tx)?;
-        tracing::trace!("firewall rules derived from the new state");
-        firewall_touched = true;
         fault.before_firewall()?;
-        exec.apply_firewall(&rules).context("cannot update the firewall")?;
+        // The rules in place were derived at the generation recorded; if the change left the
+        // rows they read alone (`firewall::inputs`), they are the new state's too.
+        let generation = firewall::inputs::generation(&tx)?;
+        let applied = if exec.firewall_generation() == Some(generation) {
+            tracing::trace!("firewall inputs unchanged: the rules in place stand");
+            None
+        } else {
+            let rules = firewall::load(&tx)?;
+            tracing::trace!("firewall rules derived from the new state");
+            firewall_touched = true;
+            exec.apply_firewall(&rules).context("cannot update the firewall")?;
+            Some(generation)
+        };
         forget_journal(&tx, journal_id)?;
         tx.commit()?;
         tracing::trace!("committed");
-        Ok(())
+        Ok(applied)
     });
-    if let Err(e) = committed {
-        undo_all(exec, &undo_of(plan, plan.steps.len()));
-        if firewall_touched {
-            restore_firewall(state, exec);
+    match committed {
+        // Recorded only once committed: a crash before leaves no record, and the next change
+        // derives the rules again.
+        Ok(applied) => {
+            applied.into_iter().for_each(|g| exec.record_firewall_generation(g));
+            Ok(())
         }
-        forget_journal(&state.db, journal_id)?;
-        return Err(e);
+        Err(e) => {
+            undo_all(exec, &undo_of(plan, plan.steps.len()));
+            if firewall_touched {
+                restore_firewall(state, exec);
+            }
+            forget_journal(&state.db, journal_id)?;
+            Err(e)
+        }
     }
-    Ok(())
 }
 
 /// Record in the journal row that the first `started` steps have started (one small write in

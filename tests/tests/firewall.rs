@@ -575,3 +575,27 @@ fn a_crafted_or_lying_firewall_record_leads_to_a_full_replacement() {
     assert!(now.contains("10.63.0.0/24") && !now.contains("10.64.0.0/24") && !now.contains("10.99"), "{now}");
     assert!(sb.sh("nft list tables").ok().contains("table inet operator"));
 }
+
+/// A change to no row the rules read (a vnet container without published ports) leaves the
+/// table and its recorded generation as they were; a change to one (a publishing vnet
+/// container starting or stopping) still loads the rules.
+#[test]
+fn only_changes_to_what_the_rules_read_load_them() {
+    let sb = Sandbox::new("fw-inputs");
+    network(&sb, &["-t", "bridge", "--subnet", "10.64.0.0/24", "a"]);
+    let recorded = || std::fs::read_to_string(sb.dir.path().join("run/firewall.generation")).expect("recorded");
+    let before = (nft_list(&sb, "table inet kleene"), recorded());
+    started(&sb, &["-l", "vnet", "-n", "a", "quiet"]);
+    sb.kleene(&["container", "stop", "quiet"]).ok();
+    assert_eq!((nft_list(&sb, "table inet kleene"), recorded()), before, "a vnet container changed the rules");
+    started(&sb, &["-l", "vnet", "-n", "a", "-p", "8085:80", "web"]);
+    let map = nft_list(&sb, "map inet kleene publish4");
+    assert!(
+        map.contains("tcp . 8085 comment \"container web network a\" : 10.64.0.3 . 80"),
+        "the start of a publishing container left no redirect: {map}"
+    );
+    sb.kleene(&["container", "stop", "web"]).ok();
+    let map = nft_list(&sb, "map inet kleene publish4");
+    assert!(!map.contains("8085"), "the stop of a publishing container left its redirect: {map}");
+    assert_ne!(recorded(), before.1);
+}

@@ -53,6 +53,15 @@ pub trait Executor {
     /// Someone may have changed the rules behind kleene's back (`nft flush ruleset`): the
     /// next `apply_firewall` must load them even if they look unchanged.
     fn forget_firewall(&mut self) {}
+    /// The generation of firewall inputs (`firewall::inputs`) the rules in place were derived
+    /// at, as [`Executor::record_firewall_generation`] recorded it since the last
+    /// `apply_firewall` or `forget_firewall`. None (the default: no record kept) makes every
+    /// change derive and apply the rules.
+    fn firewall_generation(&mut self) -> Option<i64> {
+        None
+    }
+    /// Record that the rules in place are those of committed state at `generation`.
+    fn record_firewall_generation(&mut self, _generation: i64) {}
     /// Whether a container's sandbox is whole on this host: false after a reboot, and when a
     /// part is missing (a private stack whose namespace pin was lost).
     fn sandbox_intact(&mut self, _sandbox: &str, _stack: kleene_plugin_api::Stack) -> Result<bool> {

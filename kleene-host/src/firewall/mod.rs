@@ -7,6 +7,7 @@
 //! containers, which published ports become which redirects) are derived here once, so the
 //! renderers only differ in syntax.
 
+pub mod inputs;
 mod load;
 pub mod nft;
 pub mod pf;

@@ -221,7 +221,10 @@ impl LinuxExecutor {
             Some(source) => netns::adopt(source, &path)
                 .with_context(|| format!("cannot adopt network namespace {}", source.display()))?,
             None => {
-                netns::create(&path).with_context(|| format!("cannot create network namespace {}", path.display()))?
+                // Its netlink socket is opened inside it as it is made.
+                let nl = netns::create_and_run(&path, Netlink::open)
+                    .with_context(|| format!("cannot create network namespace {}", path.display()))?;
+                self.sandboxes.insert(sandbox.to_string(), nl);
             }
         }
         if stack == Stack::Private {
@@ -363,6 +366,9 @@ impl Executor for LinuxExecutor {
     }
 
     fn apply_firewall(&mut self, rules: &crate::firewall::Ruleset) -> Result<()> {
+        // Whatever happens from here, the rules in place are no longer known to be those of
+        // the recorded generation (the engine records the new one after its commit).
+        nft::forget_generation(&self.run_dir).context("cannot drop the firewall's recorded generation")?;
         nft::apply(rules, &self.run_dir.join(nft::APPLIED))?;
         let forwarded = || rules.networks.iter().filter(|n| n.forwarded).map(|n| &n.network);
         let v4: Vec<String> = forwarded().filter(|n| n.subnet.is_some()).map(|n| n.interface.clone()).collect();
@@ -447,7 +453,16 @@ impl Executor for LinuxExecutor {
         })
     }
 
+    fn firewall_generation(&mut self) -> Option<i64> {
+        nft::recorded_generation(&self.run_dir)
+    }
+
+    fn record_firewall_generation(&mut self, generation: i64) {
+        nft::record_generation(&self.run_dir, generation);
+    }
+
     fn forget_firewall(&mut self) {
+        let _ = nft::forget_generation(&self.run_dir);
         let _ = std::fs::remove_file(self.run_dir.join(nft::APPLIED));
         iptables::forget(&self.run_dir.join(iptables::APPLIED));
     }

@@ -14,7 +14,22 @@ use std::thread;
 /// Creates a new netns pinned at `path`. Fails with `AlreadyExists` if the
 /// file exists, so a live namespace is never shadowed.
 pub fn create(path: &Path) -> io::Result<()> {
-    pin_with(path, || on_thread(|| pin_new_netns(path)))
+    create_and_run(path, || Ok(()))
+}
+
+/// [`create`], then `f` inside the new namespace on the same helper thread (a netlink socket
+/// opened there stays bound to it): one thread start and no `setns` fewer than `create`
+/// followed by [`run_in`], which a loaded host pays for in scheduling delays.
+pub fn create_and_run<T: Send>(path: &Path, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    let mut made = None;
+    pin_with(path, || {
+        on_thread(|| {
+            pin_new_netns(path)?;
+            made = Some(f());
+            Ok(())
+        })
+    })?;
+    made.expect("set once the namespace is pinned")
 }
 
 /// Pins the network namespace at `source`, which someone else made (a container runtime's

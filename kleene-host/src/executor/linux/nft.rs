@@ -19,6 +19,50 @@ use std::process::{Command, Stdio};
 /// File in the run dir holding the model of the table last loaded into the kernel.
 pub const APPLIED: &str = "firewall.json";
 
+/// File in the run dir holding the generation of firewall inputs (`firewall::inputs`) the
+/// loaded table was derived at, and the kleene version that rendered it (another version may
+/// render the same state differently).
+pub const GENERATION: &str = "firewall.generation";
+
+fn generation_text(generation: i64) -> String {
+    format!("{generation} {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The generation recorded with the loaded table, if one was recorded by this version.
+pub fn recorded_generation(run_dir: &Path) -> Option<i64> {
+    let text = read_applied(&run_dir.join(GENERATION))?;
+    let text = std::str::from_utf8(&text).ok()?;
+    let generation: i64 = text.split(' ').next()?.parse().ok()?;
+    (text == generation_text(generation)).then_some(generation)
+}
+
+/// Records that the loaded table is that of `generation` (a failure only costs the next
+/// change a derivation).
+pub fn record_generation(run_dir: &Path, generation: i64) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = run_dir.join(GENERATION);
+    let partial = run_dir.join(format!("{GENERATION}.new"));
+    let _ = std::fs::remove_file(&partial);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .and_then(|mut f| f.write_all(generation_text(generation).as_bytes()))
+        .and_then(|()| std::fs::rename(&partial, &path));
+    if let Err(e) = written {
+        tracing::debug!("cannot record the firewall's generation: {e}");
+    }
+}
+
+/// Drops the record: the table may be about to change, or to be found changed.
+pub fn forget_generation(run_dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(run_dir.join(GENERATION)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// Larger than any table kleene writes (~1 MB at 1000 networks and ports); a bigger file is
 /// not one of kleene's and is not read.
 const APPLIED_MAX: u64 = 64 << 20;
