@@ -231,6 +231,9 @@ impl Drop for Sandbox {
             }
         }
         let _ = self.kleene(&["network", "prune", "-f"]);
+        // A failed test may leave networks prune does not remove (Docker's, a cluster's), and
+        // with them a DNS resolver running in the sandbox's directory: stop what runs there.
+        kill_processes_under(self.dir.path());
         // Any namespace file still mounted under the run dir (a failed test) is unmounted.
         if let Ok(entries) = std::fs::read_dir(self.dir.path().join("run/netns")) {
             for e in entries.flatten() {
@@ -238,5 +241,17 @@ impl Drop for Sandbox {
             }
         }
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// SIGKILL every process whose working directory is under `dir` (resolvers kleene started
+/// run in their config directory).
+fn kill_processes_under(dir: &Path) {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if std::fs::read_link(p.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
     }
 }
