@@ -20,6 +20,7 @@ trap 'stop_server; cleanup_kleene' EXIT
 
 cni=$(cni_bridge_bench "$N")
 cni_add=$(sed -n 's/^cni_add //p' <<< "$cni"); cni_del=$(sed -n 's/^cni_del //p' <<< "$cni")
+cni_first=$(sed -n 's/^cni_add_first20 //p' <<< "$cni"); cni_last=$(sed -n 's/^cni_add_last20 //p' <<< "$cni")
 
 # --no-dns: the peers serve no names (container DNS has its own figures: bench/dns.sh).
 $K network create -t bridge --subnet 10.96.0.0/16 --no-dns bench >/dev/null
@@ -50,6 +51,7 @@ printf '%-44s %10s %10s\n' "CNI bridge (ADD / DEL)" "$cni_add" "$cni_del"
 echo "API/CNI attach: $(ratio "$api_attach" "$cni_add") (target <= 0.33)"
 echo "API/CNI detach: $(ratio "$api_detach" "$cni_del") (target <= 0.20)"
 echo "API attach, last 20 vs first 20: $(tail -1 "$W/api-attach.txt") vs $(head -1 "$W/api-attach.txt") us, ratio $(ratio "$(tail -1 "$W/api-attach.txt")" "$(head -1 "$W/api-attach.txt")") (target <= 1.2)"
+[ -n "$cni_first" ] && echo "CNI ADD (the peer), last 20 vs first 20: $cni_last vs $cni_first us, ratio $(ratio "$cni_last" "$cni_first")"
 echo "CLI/CNI attach: $(ratio "$cli_attach" "$cni_add"), detach: $(ratio "$cli_detach" "$cni_del")"
 echo "API mean per request (us): $(sed -n 's/^request //p' "$W/api.txt" | tr '\n' ' ')"
 echo "CLI attach, last 20 vs first 20: $(tail -1 "$W/cli-attach.txt") vs $(head -1 "$W/cli-attach.txt") us"
