@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(iproute2 nftables iputils-ping python3 bison gcc util-linux procps containernetworking-plugins netavark hyperfine bc)
 pkgs+=(aardvark-dns)                   # container DNS (docs/dns.md)
-pkgs+=(containerd runc busybox-static)  # runtimes: ctr run --cni (docs/runtimes.md)
+pkgs+=(containerd runc podman busybox-static)  # runtimes: ctr run --cni, podman run (docs/runtimes.md)
 pkgs+=(docker.io iptables)              # the Docker plugin test: a private dockerd, a busybox image
 pkgs+=(etcd-server)                     # overlay networks: the cluster store their tests start
 missing=()

@@ -190,8 +190,12 @@ fn success(version: &str, a: &Adopted, netns: &Path, dns: Option<protocol::Dns>)
     let ifname = a.endpoint.interface.clone().unwrap_or_default();
     let host_end = a.endpoint.epair.clone().unwrap_or_default();
     let interfaces = vec![
-        protocol::Interface { name: host_end, sandbox: None },
-        protocol::Interface { name: ifname, sandbox: Some(netns.display().to_string()) },
+        protocol::Interface { name: host_end, mac: None, sandbox: None },
+        protocol::Interface {
+            name: ifname,
+            mac: a.endpoint.mac.as_ref().map(kleene_plugin_api::mac_string),
+            sandbox: Some(netns.display().to_string()),
+        },
     ];
     let families = [
         (a.endpoint.ip_address, n.subnet, n.gateway, "4", "0.0.0.0/0"),

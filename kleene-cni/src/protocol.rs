@@ -222,6 +222,9 @@ pub struct Success {
 #[derive(Debug, Clone, Serialize)]
 pub struct Interface {
     pub name: String,
+    /// `aa:bb:cc:dd:ee:ff`: optional in the spec, required by podman 4's CNI backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
 }

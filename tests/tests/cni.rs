@@ -152,6 +152,9 @@ fn add_check_del_in_1_0_0() {
     let iface = &result["interfaces"][ip["interface"].as_u64().unwrap() as usize];
     assert_eq!(iface["name"], "eth0");
     assert_eq!(iface["sandbox"], ns.path().as_str());
+    // Its MAC address, which podman 4 requires: the one the interface has.
+    let link: Value = serde_json::from_str(&ns.sh("ip -j link show dev eth0").ok()).unwrap();
+    assert_eq!(iface["mac"], link[0]["address"], "{result}");
     assert_eq!(result["routes"][0], json!({"dst": "0.0.0.0/0", "gw": "10.60.0.1"}));
     // The network serves DNS (a bridge's default): the result names its resolver.
     assert_eq!(result["dns"], json!({"nameservers": ["10.60.0.1"]}), "{result}");
@@ -399,12 +402,12 @@ fn busybox_rootfs(dir: &std::path::Path) -> PathBuf {
     root
 }
 
-/// Whether the runtime test can run here; the reason when not.
-fn containerd_missing() -> Option<String> {
-    for tool in ["containerd", "ctr", "runc"] {
+/// Whether `tools` (and /bin/busybox) are installed; the reason when not.
+fn missing(tools: &[&str], packages: &str) -> Option<String> {
+    for tool in tools {
         let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap();
         if !found.status.success() {
-            return Some(format!("{tool} is not installed (Debian packages containerd, runc)"));
+            return Some(format!("{tool} is not installed (Debian packages {packages})"));
         }
     }
     if !std::path::Path::new("/bin/busybox").exists() {
@@ -413,34 +416,101 @@ fn containerd_missing() -> Option<String> {
     None
 }
 
+/// A runtime test's directory `D`: the busybox root file system and kleene's plugins.
+struct RuntimeDir {
+    dir: TempDir,
+    rootfs: PathBuf,
+    plugins: PathBuf,
+}
+
+impl RuntimeDir {
+    fn new(tag: &str) -> RuntimeDir {
+        let dir = TempDir::new(tag);
+        let rootfs = busybox_rootfs(dir.path());
+        let plugins = dir.path().join("plugins");
+        kleene_tests::install_plugins(&plugins, &kleene_tests::REAL_PLUGINS);
+        RuntimeDir { dir, rootfs, plugins }
+    }
+
+    /// The shell every runtime test starts with, inside its own network and mount namespace:
+    /// tmpfs over /run and `private_dirs` (what the runtime would write on the host), kleene-cni
+    /// in `cni_dir`, the conflist of kleene network `knet` (10.61.0.0/24) in `conf_dir`, the
+    /// network and a kleene vnet container `v1` on it. Defines `$D`, `$K` (kleene), `ip_of
+    /// NAME`, `names` (kleene's containers, sorted) and `kleene_cleanup` (the trap's last step).
+    fn prelude(&self, private_dirs: &str, cni_dir: &str, conf_dir: &str) -> String {
+        format!(
+            r#"set -eu
+D={dir}
+K="{kleene} --state-dir $D/state --run-dir $D/run"
+export KLEENE_PLUGIN_PATH={plugins}
+ip link set lo up
+mount -t tmpfs tmpfs /run
+for d in {private_dirs}; do mkdir -p $d; mount -t tmpfs tmpfs $d; done
+mkdir -p {cni_dir} {conf_dir}
+cp {cni} {cni_dir}/kleene-cni
+cat > {conf_dir}/10-kleene.conflist <<JSON
+{{"cniVersion": "1.0.0", "name": "knet", "plugins": [{{"type": "kleene-cni", "network": "knet",
+  "stateDir": "$D/state", "runDir": "$D/run", "pluginDir": "{plugins}"}}]}}
+JSON
+# kleene's own container (its cgroup is the host's) and the network (its resolver) go too.
+kleene_cleanup() {{ $K container rm -f v1 probe >/dev/null 2>&1 || true; $K network rm knet >/dev/null 2>&1 || true; }}
+trap kleene_cleanup EXIT
+$K network create -t bridge --subnet 10.61.0.0/24 knet >/dev/null
+$K container create -l vnet -n knet v1 >/dev/null
+$K container start v1 >/dev/null
+ip_of() {{ $K container inspect "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["container_endpoints"][0]["ip_address"])'; }}
+names() {{ $K container ls -a --json | python3 -c 'import json,sys; print(sorted(c["name"] for c in json.load(sys.stdin)))'; }}
+"#,
+            dir = self.dir.path().display(),
+            kleene = kleene_tests::kleene_bin().display(),
+            plugins = self.plugins.display(),
+            cni = cni_bin().display(),
+        )
+    }
+
+    /// Run `script` (after [`prelude`](Self::prelude)) in a network and mount namespace of its own.
+    fn run(&self, script: &str) -> Run {
+        let out = Command::new("timeout")
+            .args(["90", "unshare", "--net", "--mount", "--propagation", "private", "bash", "-c", script])
+            .output()
+            .unwrap();
+        Run::from_output(out)
+    }
+}
+
+/// The script's last lines once the runtime's containers exited: what kleene still holds.
+const WHAT_IS_LEFT: &str = r#"echo "after: $(names)"
+# DEL hands the kernel's part of deleting a pair to a detached process: give it a moment.
+for i in $(seq 100); do [ "$(ip -o link show group 1263291973 | wc -l)" -le 2 ] && break; sleep 0.03; done
+echo "pairs: $(ip -o link show group 1263291973 | wc -l)"
+echo "pins: $(ls $D/run/netns | wc -l)"
+echo "addresses: $($K container create -n knet probe >/dev/null && ip_of probe)"
+"#;
+
+/// After [`WHAT_IS_LEFT`]: only v1 is left, with its pair and pin; the runtime containers'
+/// addresses are free again.
+#[track_caller]
+fn assert_only_v1_is_left(stdout: &str) {
+    assert!(stdout.contains("after: ['v1']"), "the runtime's containers' records outlived them: {stdout}");
+    assert!(stdout.contains("pairs: 2"), "pairs left (v1's and the bridge expected): {stdout}");
+    assert!(stdout.contains("pins: 1"), "namespace pins left: {stdout}");
+    assert!(stdout.contains("addresses: 10.61.0.3"), "the runtime's addresses were not released: {stdout}");
+}
+
 /// Two `ctr run --cni` containers on one kleene network with a kleene vnet container: all
 /// three reach each other by address, and once the ctr containers exit nothing of theirs is
 /// left. containerd runs inside a network and mount namespace of the test's own, with its own
 /// socket, root and state, and private CNI dirs.
 #[test]
 fn containerd_containers_join_a_kleene_network() {
-    if let Some(why) = containerd_missing() {
+    if let Some(why) = missing(&["containerd", "ctr", "runc"], "containerd, runc") {
         eprintln!("skipping the containerd test: {why}");
         return;
     }
-    let dir = TempDir::new("cnictr");
-    let rootfs = busybox_rootfs(dir.path());
-    let plugins = dir.path().join("plugins");
-    kleene_tests::install_plugins(&plugins, &kleene_tests::REAL_PLUGINS);
-    let script = format!(
-        r#"set -eu
-D={dir}
-K="{kleene} --state-dir $D/state --run-dir $D/run"
-export KLEENE_PLUGIN_PATH={plugins}
-ip link set lo up
-mount -t tmpfs tmpfs /run
-for d in /etc/cni/net.d /opt/cni/bin /var/lib/cni; do mkdir -p $d; mount -t tmpfs tmpfs $d; done
-cp {cni} /opt/cni/bin/kleene-cni
-cat > /etc/cni/net.d/10-kleene.conflist <<JSON
-{{"cniVersion": "1.0.0", "name": "knet", "plugins": [{{"type": "kleene-cni", "network": "knet",
-  "stateDir": "$D/state", "runDir": "$D/run", "pluginDir": "{plugins}"}}]}}
-JSON
-cat > $D/containerd.toml <<TOML
+    let rt = RuntimeDir::new("cnictr");
+    let script = rt.prelude("/etc/cni/net.d /opt/cni/bin /var/lib/cni", "/opt/cni/bin", "/etc/cni/net.d")
+        + &format!(
+            r#"cat > $D/containerd.toml <<TOML
 version = 2
 root = "$D/containerd/root"
 state = "$D/containerd/state"
@@ -448,16 +518,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [grpc]
   address = "$D/containerd.sock"
 TOML
-$K network create -t bridge --subnet 10.61.0.0/24 knet >/dev/null
-$K container create -l vnet -n knet v1 >/dev/null
-$K container start v1 >/dev/null
 containerd --config $D/containerd.toml >$D/containerd.log 2>&1 &
 CONTAINERD=$!
-# kleene's own container (its cgroup is the host's) and the network (its resolver) go too.
-trap 'kill $CONTAINERD 2>/dev/null; wait $CONTAINERD 2>/dev/null || true; $K container rm -f v1 probe >/dev/null 2>&1 || true; $K network rm knet >/dev/null 2>&1 || true' EXIT
+trap 'kill $CONTAINERD 2>/dev/null; wait $CONTAINERD 2>/dev/null || true; kleene_cleanup' EXIT
 for i in $(seq 100); do [ -S $D/containerd.sock ] && break; sleep 0.05; done
 CTR="ctr -a $D/containerd.sock run --rm --cni --rootfs {rootfs}"
-ip_of() {{ $K container inspect "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["container_endpoints"][0]["ip_address"])'; }}
 $CTR c1 /bin/busybox sh -c 'sleep 30' &
 C1RUN=$!
 for i in $(seq 100); do ip_of default-c1 >/dev/null 2>&1 && break; sleep 0.05; done
@@ -469,38 +534,98 @@ names=$($CTR c3 /bin/busybox sh -c "nslookup default-c1 10.61.0.1 && nslookup v1
 echo "$names" | grep -qw "$C1" && echo "$names" | grep -qw "$V1" && echo C3_RESOLVED
 $K container exec v1 -- getent hosts default-c1 | grep -q "^$C1 " && echo V1_RESOLVED_C1
 $K container exec v1 -- ping -c1 -W2 $C1 >/dev/null && echo V1_REACHED_C1
-echo "during: $($K container ls -a --json | python3 -c 'import json,sys; print(sorted(c["name"] for c in json.load(sys.stdin)))')"
+echo "during: $(names)"
 ctr -a $D/containerd.sock task kill -s KILL c1
 wait $C1RUN || true
-echo "after: $($K container ls -a --json | python3 -c 'import json,sys; print(sorted(c["name"] for c in json.load(sys.stdin)))')"
-# DEL hands the kernel's part of deleting a pair to a detached process: give it a moment.
-for i in $(seq 100); do [ "$(ip -o link show group 1263291973 | wc -l)" -le 2 ] && break; sleep 0.03; done
-echo "pairs: $(ip -o link show group 1263291973 | wc -l)"
-echo "pins: $(ls $D/run/netns | wc -l)"
-echo "addresses: $($K container create -n knet probe >/dev/null && ip_of probe)"
 "#,
-        dir = dir.path().display(),
-        kleene = kleene_tests::kleene_bin().display(),
-        plugins = plugins.display(),
-        cni = cni_bin().display(),
-        rootfs = rootfs.display(),
-    );
-    let out = Command::new("timeout")
-        .args(["90", "unshare", "--net", "--mount", "--propagation", "private", "bash", "-c", &script])
-        .output()
-        .unwrap();
-    let run = Run::from_output(out);
-    let log = std::fs::read_to_string(dir.path().join("containerd.log")).unwrap_or_default();
+            rootfs = rt.rootfs.display(),
+        )
+        + WHAT_IS_LEFT;
+    let run = rt.run(&script);
+    let log = std::fs::read_to_string(rt.dir.path().join("containerd.log")).unwrap_or_default();
     let stdout = &run.stdout;
     assert!(stdout.contains("C2_REACHED_BOTH"), "c2 did not reach c1 and v1: {run:?}\ncontainerd: {log}");
     assert!(stdout.contains("V1_REACHED_C1"), "v1 did not reach c1: {run:?}");
     assert!(stdout.contains("C3_RESOLVED"), "a ctr container did not resolve kleene's by name: {run:?}");
     assert!(stdout.contains("V1_RESOLVED_C1"), "v1 did not resolve c1 by name: {run:?}");
     assert!(stdout.contains("during: ['default-c1', 'v1']"), "{stdout}");
-    assert!(stdout.contains("after: ['v1']"), "the ctr containers' records outlived them: {stdout}");
-    // v1's pair and pin are the only ones left; c1's and c2's addresses are free again.
-    assert!(stdout.contains("pairs: 2"), "pairs left (v1's and the bridge expected): {stdout}");
-    assert!(stdout.contains("pins: 1"), "namespace pins left: {stdout}");
-    assert!(stdout.contains("addresses: 10.61.0.3"), "c1's address was not released: {stdout}");
+    assert_only_v1_is_left(stdout);
     assert_eq!(run.code, 0, "{run:?}");
+}
+
+/// The same with podman 4 and its CNI backend: two `podman run --network knet` containers and
+/// a kleene vnet container reach each other by address, the podman ones resolve kleene's names
+/// at the network's resolver, and once they exit nothing of theirs is left. podman keeps all
+/// its state in the test's directory (a private containers.conf, root, run root, cgroup
+/// parent) inside a network and mount namespace of the test's own.
+#[test]
+fn podman_containers_join_a_kleene_network() {
+    if let Some(why) = missing(&["podman"], "podman") {
+        eprintln!("skipping the podman test: {why}");
+        return;
+    }
+    let rt = RuntimeDir::new("cnipod");
+    // podman's cgroups (the containers' and conmon's) under a parent of the test's own, in
+    // every hierarchy (cgroup v2's one, or v1's one per controller).
+    let cgroup = rt.dir.path().file_name().unwrap().to_string_lossy().to_string();
+    let script = rt.prelude("/var/lib/cni /var/lib/containers", "$D/cni-bin", "$D/net.d")
+        + &format!(
+            r#"# podman's default rlimits are above this machine's hard ones: runc may only lower them.
+cat > $D/containers.conf <<TOML
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["$D/cni-bin"]
+network_config_dir = "$D/net.d"
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "none"
+tmp_dir = "$D/podman/tmp"
+TOML
+export CONTAINERS_CONF=$D/containers.conf
+P="podman --root $D/podman/root --runroot $D/podman/runroot --storage-driver vfs"
+cgroups() {{ ls -d /sys/fs/cgroup/{cgroup} /sys/fs/cgroup/*/{cgroup} 2>/dev/null || true; }}
+remove_cgroups() {{ for cg in $(cgroups); do find $cg -depth -type d -exec rmdir {{}} \; ; done; }}
+trap '$P rm -af -t0 >/dev/null 2>&1 || true; remove_cgroups; kleene_cleanup' EXIT
+# --rootfs takes the first argument as the root file system: options go before it.
+RUN="$P run --rm --network knet --cgroup-parent /{cgroup}"
+ROOTFS="--rootfs {rootfs}"
+$RUN --name p1 $ROOTFS /bin/busybox sh -c 'sleep 30' &
+P1RUN=$!
+for i in $(seq 200); do kill -0 $P1RUN; ID1=$($P inspect -f '{{{{.Id}}}}' p1 2>/dev/null) && ip_of "$ID1" >/dev/null 2>&1 && break; sleep 0.05; done
+P1=$(ip_of $ID1); V1=$(ip_of v1)
+echo "id1=$ID1 p1=$P1 v1=$V1"
+$RUN $ROOTFS /bin/busybox sh -c "ping -c1 -W2 $P1 && ping -c1 -W2 $V1 && echo P2_REACHED_BOTH"
+names=$($RUN $ROOTFS /bin/busybox sh -c "nslookup v1 10.61.0.1" || true)
+echo "$names" | grep -qw "$V1" && echo P3_RESOLVED_V1
+$K container exec v1 -- ping -c1 -W2 $P1 >/dev/null && echo V1_REACHED_P1
+echo "during: $(names)"
+$P kill p1 >/dev/null
+wait $P1RUN || true
+echo "podman left: $($P ps -aq | wc -l)"
+# The containers' cgroups go with them; conmon's is podman's to keep (the trap removes it).
+echo "cgroups left: $(for cg in $(cgroups); do find $cg -mindepth 1 -type d ! -name conmon; done)."
+"#,
+            rootfs = rt.rootfs.display(),
+        )
+        + WHAT_IS_LEFT;
+    let run = rt.run(&script);
+    let stdout = &run.stdout;
+    assert!(stdout.contains("P2_REACHED_BOTH"), "p2 did not reach p1 and v1: {run:?}");
+    assert!(stdout.contains("V1_REACHED_P1"), "v1 did not reach p1: {run:?}");
+    assert!(stdout.contains("P3_RESOLVED_V1"), "a podman container did not resolve kleene's by name: {run:?}");
+    let id1 = stdout.split("id1=").nth(1).and_then(|s| s.split_whitespace().next()).expect("p1's id");
+    assert!(stdout.contains(&format!("during: ['{id1}', 'v1']")), "p1 is not kleene's container {id1}: {stdout}");
+    assert!(stdout.contains("podman left: 0"), "{stdout}");
+    assert!(stdout.contains("cgroups left: ."), "{stdout}");
+    assert_only_v1_is_left(stdout);
+    assert_eq!(run.code, 0, "{run:?}");
+    let hierarchies = std::fs::read_dir("/sys/fs/cgroup").unwrap().map(|h| h.unwrap().path());
+    let left: Vec<PathBuf> = hierarchies
+        .chain([PathBuf::from("/sys/fs/cgroup")])
+        .map(|h| h.join(&cgroup))
+        .filter(|cg| cg.exists())
+        .collect();
+    assert!(left.is_empty(), "podman's cgroups are left: {left:?}");
 }

@@ -11,7 +11,7 @@ use crate::executor::SandboxInterface;
 use crate::firewall;
 use crate::state::{self, State};
 use anyhow::{anyhow, bail, Result};
-use kleene_plugin_api::{Attachment, Call, Cidr, Container, Endpoint, Network, PluginKind, Stack};
+use kleene_plugin_api::{local_mac, Attachment, Call, Cidr, Container, Endpoint, Network, PluginKind, Stack};
 use serde_json::{Map, Value};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -120,6 +120,9 @@ pub fn attach(ctx: &mut Ctx, a: &Adoption<'_>) -> Result<Adopted> {
     let (ip, ip6) = (text(a.ip), text(a.ip6));
     let mut endpoint = new_endpoint(&state.db, &network, a.id, ip.as_deref(), ip6.as_deref())?;
     endpoint.interface = Some(a.interface.to_string());
+    // The runtime is told the interface's MAC address (podman 4 refuses a CNI result without
+    // one), and kleene must not ask the kernel: a stable one of kleene's own is set instead.
+    endpoint.mac.get_or_insert_with(|| local_mac(&endpoint.id));
     let c = Container { id: a.id.to_string(), name: a.name.to_string(), driver: driver.clone(), running: false };
     let running = Container { running: true, ..c.clone() };
     let mut attachments = vec![Attachment { network: network.clone(), endpoint }];
