@@ -129,9 +129,15 @@ fn add(ctx: &mut Ctx, conf: &NetConf, env: &Env) -> Result<Value, Error> {
         "cni".into(),
         json!({ "containerID": runtime_id, "ifname": ifname, "network": conf.name, "netns": netns }),
     );
+    // The runtime's name for the container, so that it answers in DNS by it (the container
+    // id, podman's 64 hex digits, is longer than a DNS label); another interface of it gets
+    // the interface's name appended, as the id-based name does.
+    let runtime_name =
+        env.arg("K8S_POD_NAME").map(|n| if ifname == "eth0" { n.to_string() } else { format!("{n}-{ifname}") });
     let adoption = Adoption {
         id: &id,
         name: &container_name(runtime_id, ifname, &id),
+        preferred_name: runtime_name.as_deref(),
         driver: conf.driver(),
         network: conf.network(),
         netns,

@@ -93,6 +93,8 @@ pub struct Env {
     /// Empty for a `DEL` whose namespace the runtime no longer has.
     pub netns: Option<PathBuf>,
     pub ifname: Option<String>,
+    /// `CNI_ARGS`: `KEY=VALUE` pairs separated by `;`.
+    pub args: Option<String>,
 }
 
 impl Env {
@@ -103,7 +105,19 @@ impl Env {
             container_id: var("CNI_CONTAINERID"),
             netns: var("CNI_NETNS").map(PathBuf::from),
             ifname: var("CNI_IFNAME"),
+            args: var("CNI_ARGS"),
         }
+    }
+
+    /// The value of `key` in `CNI_ARGS` (e.g. `K8S_POD_NAME`, which podman sets to the
+    /// container's name and Kubernetes to the pod's).
+    pub fn arg(&self, key: &str) -> Option<&str> {
+        self.args
+            .as_deref()?
+            .split(';')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
     }
 
     /// A variable the command needs.

@@ -215,6 +215,33 @@ fn the_result_names_the_networks_resolver_and_domain() {
     call(&sb, "DEL", "ctr-1", &ns, &conf).ok();
 }
 
+/// The name a runtime gives the container (`K8S_POD_NAME` in `CNI_ARGS`, podman's `--name`)
+/// is its kleene name, and so its DNS name; a name already taken falls back to the id.
+#[test]
+fn the_runtimes_name_for_the_container_becomes_its_name_in_kleene_and_dns() {
+    let (sb, conf) = setup("cniname", "1.0.0");
+    let (ns1, ns2) = (Netns::new(&sb, "c1"), Netns::new(&sb, "c2"));
+    let add = |id: &str, ns: &Netns| {
+        let vars = [
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", &ns.path()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=web"),
+        ];
+        cni(&sb, "ADD", &vars, &conf).ok()
+    };
+    add("0123456789abcdef", &ns1);
+    add("fedcba9876543210", &ns2);
+    let mut names = containers(&sb);
+    names.sort();
+    assert_eq!(names, ["fedcba9876543210", "web"], "the second 'web' keeps its id as name");
+    let lookup = ns2.sh("busybox nslookup web 10.60.0.1").ok();
+    assert!(lookup.contains("10.60.0.2"), "web does not resolve: {lookup}");
+    call(&sb, "DEL", "0123456789abcdef", &ns1, &conf).ok();
+    call(&sb, "DEL", "fedcba9876543210", &ns2, &conf).ok();
+    assert!(containers(&sb).is_empty());
+}
+
 #[test]
 fn results_of_0_4_0_carry_the_address_family() {
     let (sb, conf) = setup("cni040", "0.4.0");
@@ -593,13 +620,15 @@ RUN="$P run --rm --network knet --cgroup-parent /{cgroup}"
 ROOTFS="--rootfs {rootfs}"
 $RUN --name p1 $ROOTFS /bin/busybox sh -c 'sleep 30' &
 P1RUN=$!
-for i in $(seq 200); do kill -0 $P1RUN; ID1=$($P inspect -f '{{{{.Id}}}}' p1 2>/dev/null) && ip_of "$ID1" >/dev/null 2>&1 && break; sleep 0.05; done
-P1=$(ip_of $ID1); V1=$(ip_of v1)
-echo "id1=$ID1 p1=$P1 v1=$V1"
+for i in $(seq 200); do kill -0 $P1RUN; ip_of p1 >/dev/null 2>&1 && break; sleep 0.05; done
+P1=$(ip_of p1); V1=$(ip_of v1)
+echo "p1=$P1 v1=$V1"
 $RUN $ROOTFS /bin/busybox sh -c "ping -c1 -W2 $P1 && ping -c1 -W2 $V1 && echo P2_REACHED_BOTH"
 names=$($RUN $ROOTFS /bin/busybox sh -c "nslookup v1 10.61.0.1" || true)
 echo "$names" | grep -qw "$V1" && echo P3_RESOLVED_V1
 $K container exec v1 -- ping -c1 -W2 $P1 >/dev/null && echo V1_REACHED_P1
+# podman's --name is the container's name in kleene, and so in DNS.
+$K container exec v1 -- getent hosts p1 | grep -q "^$P1 " && echo V1_RESOLVED_P1
 echo "during: $(names)"
 $P kill p1 >/dev/null
 wait $P1RUN || true
@@ -615,8 +644,8 @@ echo "cgroups left: $(for cg in $(cgroups); do find $cg -mindepth 1 -type d ! -n
     assert!(stdout.contains("P2_REACHED_BOTH"), "p2 did not reach p1 and v1: {run:?}");
     assert!(stdout.contains("V1_REACHED_P1"), "v1 did not reach p1: {run:?}");
     assert!(stdout.contains("P3_RESOLVED_V1"), "a podman container did not resolve kleene's by name: {run:?}");
-    let id1 = stdout.split("id1=").nth(1).and_then(|s| s.split_whitespace().next()).expect("p1's id");
-    assert!(stdout.contains(&format!("during: ['{id1}', 'v1']")), "p1 is not kleene's container {id1}: {stdout}");
+    assert!(stdout.contains("V1_RESOLVED_P1"), "v1 did not resolve the podman container p1 by name: {run:?}");
+    assert!(stdout.contains("during: ['p1', 'v1']"), "p1 is not kleene's container p1: {stdout}");
     assert!(stdout.contains("podman left: 0"), "{stdout}");
     assert!(stdout.contains("cgroups left: ."), "{stdout}");
     assert_only_v1_is_left(stdout);

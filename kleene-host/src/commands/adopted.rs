@@ -23,7 +23,10 @@ const ADOPTED_NETNS: &str = "adopted_netns";
 pub struct Adoption<'a> {
     /// The container's id: [`derived_id`] of what identifies it to its runtime.
     pub id: &'a str,
+    /// The name when `preferred_name` is absent, not a valid name or taken.
     pub name: &'a str,
+    /// The name the runtime knows the container by (podman's `--name`), used when free.
+    pub preferred_name: Option<&'a str>,
     /// The driver: one whose containers have a network stack of their own.
     pub driver: &'a str,
     pub network: &'a str,
@@ -97,10 +100,17 @@ pub fn attach(ctx: &mut Ctx, a: &Adoption<'_>) -> Result<Adopted> {
     if find_container(&state, a.id)?.is_some() {
         bail!("container {} ({}) is already attached: release it first", a.name, a.id);
     }
-    if state::resolve(&state.db, "containers", "container", a.name)
-        .is_ok_and(|id| state::container_by_id(&state.db, &id).is_ok_and(|c| c.name == a.name))
-    {
-        bail!("container name {} is already taken", a.name);
+    // Under the host lock: a name checked free here is still free when recorded.
+    let taken = |name: &str| {
+        state::resolve(&state.db, "containers", "container", name)
+            .is_ok_and(|id| state::container_by_id(&state.db, &id).is_ok_and(|c| c.name == name))
+    };
+    let name = match a.preferred_name {
+        Some(n) if validate_name("container", n).is_ok() && !taken(n) => n,
+        _ => a.name,
+    };
+    if taken(name) {
+        bail!("container name {name} is already taken");
     }
     let net_id = state::resolve(&state.db, "networks", "network", a.network)?;
     let row = state::network_by_id(&state.db, &net_id)?;
@@ -123,7 +133,7 @@ pub fn attach(ctx: &mut Ctx, a: &Adoption<'_>) -> Result<Adopted> {
     // The runtime is told the interface's MAC address (podman 4 refuses a CNI result without
     // one), and kleene must not ask the kernel: a stable one of kleene's own is set instead.
     endpoint.mac.get_or_insert_with(|| local_mac(&endpoint.id));
-    let c = Container { id: a.id.to_string(), name: a.name.to_string(), driver: driver.clone(), running: false };
+    let c = Container { id: a.id.to_string(), name: name.to_string(), driver: driver.clone(), running: false };
     let running = Container { running: true, ..c.clone() };
     let mut attachments = vec![Attachment { network: network.clone(), endpoint }];
     let plan = ctx
@@ -145,7 +155,7 @@ pub fn attach(ctx: &mut Ctx, a: &Adoption<'_>) -> Result<Adopted> {
     let mut config = a.config.clone();
     config.insert(ADOPTED_NETNS.into(), Value::String(a.netns.display().to_string()));
     let recorded = Value::Object(config);
-    apply(ctx, &mut state, session, &format!("adopt {} into {}", a.name, network.name), &plan, |tx, _| {
+    apply(ctx, &mut state, session, &format!("adopt {name} into {}", network.name), &plan, |tx, _| {
         state::insert_container(tx, &c, stack)?;
         state::insert_published(tx, &c.id, a.publish)?;
         state::set_container_config(tx, &c.id, &recorded)?;
