@@ -102,10 +102,19 @@ fn container_id(ctx: &Ctx, runtime_id: &str, ifname: &str) -> String {
     adopted::derived_id(&format!("{}\0{runtime_id}/{ifname}", ctx.state_dir.display()))
 }
 
+/// A container's name for one of its interfaces: `-IFNAME` appended unless it is `eth0`.
+fn per_interface(name: &str, ifname: &str) -> String {
+    if ifname == "eth0" {
+        name.to_string()
+    } else {
+        format!("{name}-{ifname}")
+    }
+}
+
 /// The container's kleene name: the runtime's id (with the interface when not `eth0`), or,
 /// when that is no valid kleene name, `cni-<id>`.
 fn container_name(runtime_id: &str, ifname: &str, id: &str) -> String {
-    let name = if ifname == "eth0" { runtime_id.to_string() } else { format!("{runtime_id}-{ifname}") };
+    let name = per_interface(runtime_id, ifname);
     match kleene::commands::validate_name("container", &name) {
         Ok(()) => name,
         Err(_) => format!("cni-{id}"),
@@ -132,8 +141,7 @@ fn add(ctx: &mut Ctx, conf: &NetConf, env: &Env) -> Result<Value, Error> {
     // The runtime's name for the container, so that it answers in DNS by it (the container
     // id, podman's 64 hex digits, is longer than a DNS label); another interface of it gets
     // the interface's name appended, as the id-based name does.
-    let runtime_name =
-        env.arg("K8S_POD_NAME").map(|n| if ifname == "eth0" { n.to_string() } else { format!("{n}-{ifname}") });
+    let runtime_name = env.arg("K8S_POD_NAME").map(|n| per_interface(n, ifname));
     let adoption = Adoption {
         id: &id,
         name: &container_name(runtime_id, ifname, &id),

@@ -234,7 +234,7 @@ fn resolver(state: &State, row: &state::NetworkRow) -> Result<Resolver> {
     if !row.dns {
         return Ok(Resolver::default());
     }
-    let domain = state::network_dns_domains(&state.db)?.remove(&row.network.id);
+    let domain = state::network_dns_domain(&state.db, &row.network.id)?;
     Ok(Resolver { nameservers: crate::dns::listen_addresses(row), domain })
 }
 

@@ -308,7 +308,7 @@ pub fn inspect(ctx: &Ctx, ident: &str) -> Result<serde_json::Value> {
     let aliases = state::endpoint_aliases(&state.db)?;
     let mut network = network_json(&row.network);
     network["dns"] = json!(row.dns);
-    network["dns_domain"] = json!(state::network_dns_domains(&state.db)?.remove(&id));
+    network["dns_domain"] = json!(state::network_dns_domain(&state.db, &id)?);
     // The MTU this host gave the network's links, where the network prescribes one.
     if let Some(mtu) = row.network.link_mtu() {
         network["mtu"] = json!(mtu);

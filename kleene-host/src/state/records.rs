@@ -388,14 +388,28 @@ pub fn network_dns_domains(db: &Connection) -> Result<std::collections::HashMap<
     let mut out = std::collections::HashMap::new();
     for row in rows {
         let (id, domain) = row?;
-        if !crate::dns::is_dns_name(&domain) {
-            bail!(
-                "refusing the state database: network {id}: DNS domain '{}' is not a DNS name; {}",
-                domain.escape_debug(),
-                super::checked::FIX
-            );
-        }
-        out.insert(id, domain);
+        out.insert(id.clone(), checked_dns_domain(&id, domain)?);
     }
     Ok(out)
+}
+
+/// One network's DNS domain (`None` without one), checked as [`network_dns_domains`] does.
+pub fn network_dns_domain(db: &Connection, id: &str) -> Result<Option<String>> {
+    let domain: Option<String> = db
+        .prepare_cached("SELECT dns_domain FROM networks WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .flatten();
+    domain.map(|d| checked_dns_domain(id, d)).transpose()
+}
+
+fn checked_dns_domain(id: &str, domain: String) -> Result<String> {
+    if !crate::dns::is_dns_name(&domain) {
+        bail!(
+            "refusing the state database: network {id}: DNS domain '{}' is not a DNS name; {}",
+            domain.escape_debug(),
+            super::checked::FIX
+        );
+    }
+    Ok(domain)
 }
