@@ -17,7 +17,9 @@ fn main() -> ExitCode {
     // Without a server watching the cluster, every command brings this host in line first.
     let syncs = matches!(cli.command, Command::Network(_) | Command::Container(_) | Command::System(_));
     let skipped = if syncs && !ctx.global.dry_run { kleene::cluster::sync::before_command(&mut ctx) } else { None };
+    tracing::trace!("command begins");
     let result = run(&mut ctx, cli.command);
+    tracing::trace!("command ends");
     if let (Some(why), Ok(_)) = (skipped, &result) {
         tracing::warn!("{why}");
     }

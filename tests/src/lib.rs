@@ -201,14 +201,39 @@ impl Sandbox {
         serde_json::from_str(&self.sh(&format!("ip -j {args}")).ok()).unwrap_or(Value::Null)
     }
 
-    /// Names of the links in the namespace.
+    /// Names of the links in the namespace, once those kleene retired are deleted: a command
+    /// leaves a stopped container's host end down in its group of dying links, for a
+    /// detached process to delete right after it exits (fails the test if that never
+    /// happens).
     pub fn links(&self) -> Vec<String> {
+        self.settle_links();
         self.ip_json("link show")
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|l| l["ifname"].as_str().map(String::from))
             .collect()
+    }
+
+    /// `ip -br link`, once the links kleene retired are deleted (see [`Sandbox::links`]).
+    pub fn brief_links(&self) -> String {
+        self.settle_links();
+        self.sh("ip -br link").ok()
+    }
+
+    /// Wait until the detached process a command started has deleted the links it retired.
+    pub fn settle_links(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        // (`ip -j` prints `[{}]` for an empty group.)
+        let retired = || {
+            self.ip_json("link show group 1263291972")
+                .as_array()
+                .is_some_and(|a| a.iter().any(|l| l.get("ifname").is_some()))
+        };
+        while retired() {
+            assert!(std::time::Instant::now() < deadline, "retired links were not deleted within 5 s");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// The state database file (to assert commands that fail leave it unchanged).

@@ -267,7 +267,7 @@ fn connect_and_disconnect_running_containers() {
     started(&sb, &["-l", "ipnet", "-n", "one", "i"]);
     started(&sb, &["-l", "vnet", "-n", "two", "peer"]);
     assert!(!ping(&sb, "v", "10.17.0.2"), "no route to the other network yet");
-    let pairs = || sb.sh("ip -br link").ok().matches("kv").count();
+    let pairs = || sb.brief_links().matches("kv").count();
     assert_eq!(pairs(), 2);
     // Kleene refuses this for running vnet containers; kleene does it live.
     sb.kleene(&["network", "connect", "two", "v"]).ok();
@@ -304,7 +304,7 @@ fn connect_and_disconnect_running_containers() {
 /// so after a teardown (`settled`) links are read once no `kv` pair is left, or after 2 s.
 fn settled_traces(sb: &Sandbox, id: &str) -> (bool, bool, String) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while sb.sh("ip -br link").ok().contains("kv") && std::time::Instant::now() < deadline {
+    while sb.brief_links().contains("kv") && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     host_traces(sb, id)
@@ -370,7 +370,7 @@ fn network_rm_disconnects_running_containers() {
     assert!(!names.contains("eth0"), "pair gone from the container: {names}");
     let inspect = sb.kleene(&["container", "inspect", "v"]).json();
     assert_eq!(inspect["container_endpoints"], Value::Array(vec![]));
-    assert!(!sb.sh("ip -br link").ok().contains("kleene0"));
+    assert!(!sb.brief_links().contains("kleene0"));
 }
 
 #[test]

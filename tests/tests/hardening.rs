@@ -69,7 +69,7 @@ fn exec_cannot_escape_the_container_cgroup() {
 }
 
 fn links(sb: &Sandbox) -> String {
-    sb.sh("ip -br link").ok()
+    sb.brief_links()
 }
 
 fn lose_pin(sb: &Sandbox, id: &str, remove_file: bool) {
@@ -170,6 +170,35 @@ fn served_stop_retires_the_pair_at_once_and_deletes_it_right_after() {
     holder.wait().unwrap();
 }
 
+/// The CLI's stop returns without waiting for the kernel to delete the host end: the end is
+/// down and retired when it returns, a detached process deletes it right after, and a start
+/// at once (the name still held by the retired end) gets a whole pair.
+#[test]
+fn cli_stop_retires_the_pair_and_a_detached_process_deletes_it() {
+    let sb = Sandbox::new("hd-clireap");
+    bridge(&sb, "br", "10.88.0.0/24");
+    create_started(&sb, &["-l", "vnet", "-n", "br", "v"]);
+    let host_end = sb.kleene(&["container", "inspect", "v"]).json()["container_endpoints"][0]["epair"]
+        .as_str()
+        .expect("a started vnet container has a host end")
+        .to_string();
+    sb.kleene(&["container", "stop", "v"]).ok();
+    if let Some(link) = link_json(&sb, &host_end) {
+        let flags: Vec<&str> = link["flags"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
+        assert!(!flags.contains(&"UP"), "{host_end} is still up after stop returned: {link}");
+        assert_eq!(link["group"], DYING_GROUP, "{host_end} was not retired: {link}");
+    }
+    sb.kleene(&["container", "start", "v"]).ok();
+    let link = link_json(&sb, &host_end).expect("the restarted container's host end");
+    assert_eq!((link["master"].as_str(), link["operstate"].as_str()), (Some("kleene0"), Some("UP")), "{link}");
+    assert!(
+        sb.kleene(&["container", "exec", "v", "--", "ping", "-c1", "-W2", "10.88.0.1"]).code == 0,
+        "no path after the restart"
+    );
+    sb.kleene(&["container", "stop", "v"]).ok();
+    assert!(!links(&sb).contains(&host_end), "{host_end} outlived stop");
+}
+
 /// Links a killed server had retired but not yet deleted (down, in the dying group) are
 /// deleted by `system reconcile`, which `kleene serve` runs at start; no other link is.
 #[test]
@@ -208,7 +237,7 @@ fn subnets_that_clash_with_the_host_are_refused() {
         let err = sb.kleene(&["network", "create", "-t", "bridge", flag, subnet, "n"]).err();
         assert!(err.contains(why) && err.lines().count() == 1, "{subnet}: {err}");
         assert_eq!(sb.state_snapshot(), before, "{subnet} changed state");
-        assert!(!sb.sh("ip -br link").ok().contains("kleene"), "{subnet} created an interface");
+        assert!(!sb.brief_links().contains("kleene"), "{subnet} created an interface");
     }
 }
 

@@ -394,7 +394,7 @@ fn a_third_party_driver_loads_and_the_host_enforces_its_matrix() {
     // Its declared private stack is what exec enters: the container's own namespace.
     let inside = sb.kleene(&["container", "exec", "ok95", "--", "ip", "-br", "addr"]).ok();
     assert!(inside.contains("eth0") && inside.contains("10.95.0.2/24"), "{inside}");
-    assert!(sb.sh("ip -br link").ok().contains("ks"), "no host end of its pair");
+    assert!(sb.brief_links().contains("ks"), "no host end of its pair");
 }
 
 /// Replace what differs between two otherwise identical containers of different drivers:

@@ -131,9 +131,13 @@ impl Ctx {
     /// The executor that changes this host (the platform's, from the one factory).
     pub fn executor(&self) -> Result<Box<dyn Executor>> {
         let mut exec = crate::executor::host_executor(self.trusted_run_dir()?)?;
-        if self.reap_in_background {
-            exec.defer_link_deletion(crate::executor::LinkReaping::BackgroundThread);
-        }
+        // Deleting a pair's host end waits for the kernel (15-30 ms, more while an earlier
+        // deletion holds its lock): neither a request nor a command waits for it.
+        exec.defer_link_deletion(if self.reap_in_background {
+            crate::executor::LinkReaping::BackgroundThread
+        } else {
+            crate::executor::LinkReaping::RetiredForDetachedProcess
+        });
         Ok(exec)
     }
 

@@ -32,9 +32,15 @@ pub struct SandboxInterface {
 /// Who deletes the links an executor only retired (see `Executor::defer_link_deletion`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkReaping {
-    /// This long-lived process's background thread, right after the answer.
+    /// Retired (down, in kleene's group of dying links); this long-lived process's
+    /// background thread deletes them right after the answer.
     BackgroundThread,
-    /// A detached process started when the executor is dropped (after the commit).
+    /// Retired; a detached process started when the executor is dropped (after the commit)
+    /// deletes them. For a one-shot command whose user waits for it to exit (the CLI): a
+    /// start right after finds the name held by a retired link, which it may replace.
+    RetiredForDetachedProcess,
+    /// Not even retired: a detached process started when the executor is dropped deletes
+    /// them by name. For a caller that deletes the namespace next (kleene-cni's `DEL`).
     DetachedProcess,
 }
 

@@ -17,6 +17,8 @@ pub struct Link {
     pub kind: Option<String>,
     pub master: Option<String>,
     pub up: bool,
+    /// The interface group, as `ip` prints it (a number unless /etc/iproute2/group names it).
+    pub group: Option<String>,
     /// For a veth: the ifindex of its peer (in the peer's namespace).
     pub peer_index: Option<u64>,
     /// Addresses with prefix length, except link-local and host-scope ones.
@@ -68,6 +70,7 @@ fn link_of(l: &Value) -> Link {
         kind: l["linkinfo"]["info_kind"].as_str().map(String::from),
         master: s("master"),
         up: flags.contains(&"UP"),
+        group: s("group"),
         peer_index: l["link_index"].as_u64().filter(|_| l.get("link_netnsid").is_some()),
         global,
     }

@@ -40,6 +40,8 @@ pub struct LinuxExecutor {
     /// once nothing else holds that namespace (an fd, a process, a copied mount), and
     /// the kernel reaps namespaces asynchronously even then.
     deferred_pairs: Vec<(String, String)>,
+    /// Sandboxes the plan destroyed (their pairs may die after the answer).
+    destroyed_sandboxes: Vec<String>,
     /// Link deletions put off until `finish`, where they go to the kernel as one batch
     /// (`network rm` of many, `network prune`).
     deferred_links: Vec<String>,
@@ -53,6 +55,8 @@ pub struct LinuxExecutor {
     deferred_detach: Vec<String>,
     /// Host ends a detached process deletes once this executor is dropped.
     reap_on_drop: Vec<String>,
+    /// Links were retired that a detached process deletes once this executor is dropped.
+    reap_retired_on_drop: bool,
 }
 
 impl LinuxExecutor {
@@ -63,11 +67,13 @@ impl LinuxExecutor {
             sandboxes: HashMap::new(),
             cgroup_root: None,
             deferred_pairs: Vec::new(),
+            destroyed_sandboxes: Vec::new(),
             deferred_links: Vec::new(),
             adopted: HashMap::new(),
             reaping: None,
             deferred_detach: Vec::new(),
             reap_on_drop: Vec::new(),
+            reap_retired_on_drop: false,
         }
     }
 
@@ -211,6 +217,7 @@ impl LinuxExecutor {
 
     /// The pinned namespace of a private or disabled stack (a private one with lo up).
     fn create_netns(&mut self, sandbox: &str, stack: Stack) -> Result<()> {
+        self.destroyed_sandboxes.retain(|s| s != sandbox);
         if !matches!(stack, Stack::Private | Stack::Disabled) {
             return Ok(());
         }
@@ -235,6 +242,7 @@ impl LinuxExecutor {
 
     fn destroy_sandbox(&mut self, sandbox: &str) -> Result<()> {
         self.sandboxes.remove(sandbox);
+        self.destroyed_sandboxes.push(sandbox.to_string());
         let cg = self.cgroup_path(sandbox)?;
         cgroup::remove(&cg).with_context(|| format!("cannot remove cgroup {}", cg.display()))?;
         // The shared `kleene` parent goes with the last container; busy means others remain.
@@ -527,41 +535,55 @@ impl Executor for LinuxExecutor {
         self.reaping = Some(how);
     }
 
-    /// Delete the host ends of the pairs deleted by the plan, or, when deletion is deferred:
-    /// in a server, retire them for the [`reaper`] thread to delete right after the answer;
-    /// in a one-shot process, leave them to a detached process started on drop. Every one is
+    /// Delete the host ends of the pairs deleted by the plan, or, when deletion is deferred
+    /// and the plan destroyed the pair's sandbox: in a server, retire them for the [`reaper`]
+    /// thread to delete right after the answer; in the CLI, retire them for a detached
+    /// process started on drop; in kleene-cni, leave them to that process. Every one is
     /// tried, even after one fails: a host end left behind outlives its container.
     fn finish(&mut self) -> Result<()> {
         self.delete_deferred_links()?;
-        let going: Vec<String> = std::mem::take(&mut self.deferred_pairs).into_iter().map(|(host, _)| host).collect();
+        let destroyed = std::mem::take(&mut self.destroyed_sandboxes);
+        let pairs = std::mem::take(&mut self.deferred_pairs);
         for member in std::mem::take(&mut self.deferred_detach) {
-            if !going.contains(&member) {
+            if !pairs.iter().any(|(host, _)| *host == member) {
                 match self.host()?.set_master(&member, None) {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     other => other?,
                 }
             }
         }
-        if self.reaping == Some(LinkReaping::DetachedProcess) {
+        // A pair whose container keeps its namespace (a disconnect) is deleted now, however
+        // deletion is deferred: its container end holds an interface name (eth1) that a
+        // connect right after needs free.
+        let (going, now): (Vec<_>, Vec<_>) = match self.reaping {
+            Some(_) => pairs.into_iter().partition(|(_, sandbox)| destroyed.contains(sandbox)),
+            None => (Vec::new(), pairs),
+        };
+        let going: Vec<String> = going.into_iter().map(|(host, _)| host).collect();
+        let mut failed = Vec::new();
+        let mut each = |host: &str, done: io::Result<()>| match done {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => failed.push(format!("{host}: {e}")),
+            Ok(()) => {}
+        };
+        for (host, _) in &now {
+            each(host, self.host()?.delete_link(host));
+        }
+        match self.reaping {
             // Not even retired here: any request for the link waits for the kernel's routing
             // lock, which the previous caller's deletion holds for 15-30 ms. The runtime
             // deletes the namespace next, and the pair goes with it if the process is killed.
-            self.reap_on_drop.extend(going);
-            return Ok(());
-        }
-        let mut failed = Vec::new();
-        let retire = self.reaping.is_some();
-        for host in &going {
-            let nl = self.host()?;
-            let done = if retire { nl.retire(host, reaper::DYING_GROUP) } else { nl.delete_link(host) };
-            match done {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => failed.push(format!("{host}: {e}")),
-                Ok(()) => {}
+            Some(LinkReaping::DetachedProcess) => self.reap_on_drop.extend(going),
+            Some(how) if !going.is_empty() => {
+                for host in &going {
+                    each(host, self.host()?.retire(host, reaper::DYING_GROUP));
+                }
+                match how {
+                    LinkReaping::BackgroundThread => reaper::wake(),
+                    _ => self.reap_retired_on_drop = true,
+                }
             }
-        }
-        if retire && !going.is_empty() {
-            reaper::wake();
+            _ => {}
         }
         if !failed.is_empty() {
             return Err(anyhow!("cannot delete {}", failed.join(", ")));
@@ -582,12 +604,26 @@ impl Drop for LinuxExecutor {
     /// [`LinkReaping::DetachedProcess`] (or, when one cannot be started, delete them here).
     fn drop(&mut self) {
         let links = std::mem::take(&mut self.reap_on_drop);
-        if links.is_empty() {
+        if links.is_empty() && !self.reap_retired_on_drop {
             return;
         }
         // Sockets into container namespaces are not the reaper's to inherit.
         self.sandboxes.clear();
-        if let Err(e) = reaper::delete_detached(&links) {
+        if self.reap_retired_on_drop {
+            if let Err(e) = reaper::in_detached_process(|| Netlink::open()?.delete_group(reaper::DYING_GROUP).map(drop))
+            {
+                tracing::debug!("deleting the retired links in place: {e}");
+                if let Err(e) = self.host().map_err(io::Error::other).and_then(reaper::delete_retired) {
+                    tracing::warn!("cannot delete the retired links: {e}");
+                }
+            }
+        }
+        if links.is_empty() {
+            return;
+        }
+        if let Err(e) =
+            reaper::in_detached_process(|| Netlink::open().and_then(|mut nl| reaper::delete_links(&mut nl, &links)))
+        {
             tracing::debug!("deleting {} in place: {e}", links.join(", "));
             if let Ok(nl) = self.host() {
                 if let Err(e) = reaper::delete_links(nl, &links) {

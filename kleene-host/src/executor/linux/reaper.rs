@@ -9,11 +9,15 @@
 //!   the group with one RTM_DELLINK after the answer: links retired while a deletion runs go
 //!   together in the next one, so a burst of stops pays the grace period once per batch, not
 //!   once per container;
-//! - in a one-shot process (kleene-cni's `DEL`), nothing is retired: a detached grandchild
-//!   ([`delete_detached`]) that outlives it deletes the links by name. Retiring would cost
-//!   the caller the wait this avoids (every link request queues for the kernel's routing
-//!   lock, which the previous `DEL`'s deletion holds), and buys nothing there: the runtime
-//!   deletes the namespace next, which takes the pair with it.
+//! - in a one-shot command (the CLI), the links are retired the same way and a detached
+//!   child process ([`in_detached_process`]) that outlives the command deletes the group: the
+//!   operator's `stop` returns without the wait (and without waiting for the previous
+//!   command's deletion, which holds the kernel's routing lock), and a `start` right after
+//!   may replace the retired end that still holds its name;
+//! - in kleene-cni's `DEL`, nothing is retired: a detached child deletes the links by
+//!   name. Retiring would cost the caller the wait this avoids (every link request queues
+//!   for the kernel's routing lock, which the previous `DEL`'s deletion holds), and buys
+//!   nothing there: the runtime deletes the namespace next, which takes the pair with it.
 //!
 //! The thread touches nothing but the links in that group, and no state: a link enters the
 //! group only when kleene is done with it (its state row no longer names it), and never
@@ -117,10 +121,11 @@ pub fn delete_retired(nl: &mut Netlink) -> io::Result<bool> {
     nl.delete_group(DYING_GROUP)
 }
 
-/// Delete `links` in a detached grandchild, so that the caller (a runtime waiting for this
-/// process to exit) waits only for kleene's own work. `Err` when one cannot be started: only
-/// a process with a single thread may fork so, and the caller then deletes them itself.
-pub fn delete_detached(links: &[String]) -> io::Result<()> {
+/// Run `work` (deleting links) in a detached child, so that the caller (a user or a
+/// runtime waiting for this process to exit) waits only for kleene's own work. `Err` when
+/// one cannot be started: only a process with a single thread may fork so, and the caller
+/// then does the work itself.
+pub fn in_detached_process(work: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
     if threads()? != 1 {
         return Err(io::Error::other("more than one thread: forking is unsafe"));
     }
@@ -128,22 +133,16 @@ pub fn delete_detached(links: &[String]) -> io::Result<()> {
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => {
-            // The intermediate child: a session of its own, then the grandchild, then gone,
-            // so the grandchild is nobody's to wait for.
+            // A session of its own (no signal for the caller's terminal or process group
+            // reaches it), and nobody waits for it: the caller exits right after, so it is
+            // re-parented to init (or the caller's subreaper), which reaps it. One fork, not
+            // two: the second cost the caller ~1 ms for nothing more.
             unsafe { libc::setsid() };
-            if unsafe { libc::fork() } == 0 {
-                detach_stdio_and_fds();
-                let deleted = Netlink::open().and_then(|mut nl| delete_links(&mut nl, links));
-                unsafe { libc::_exit(i32::from(deleted.is_err())) };
-            }
-            unsafe { libc::_exit(0) };
+            detach_stdio_and_fds();
+            let done = work();
+            unsafe { libc::_exit(i32::from(done.is_err())) };
         }
-        child => {
-            let mut status = 0;
-            // SAFETY: waiting for our own child.
-            unsafe { libc::waitpid(child, &mut status, 0) };
-            Ok(())
-        }
+        _ => Ok(()),
     }
 }
 
