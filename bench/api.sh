@@ -54,4 +54,5 @@ echo "API attach, last 20 vs first 20: $(tail -1 "$W/api-attach.txt") vs $(head 
 [ -n "$cni_first" ] && echo "CNI ADD (the peer), last 20 vs first 20: $cni_last vs $cni_first us, ratio $(ratio "$cni_last" "$cni_first")"
 echo "CLI/CNI attach: $(ratio "$cli_attach" "$cni_add"), detach: $(ratio "$cli_detach" "$cni_del")"
 echo "API mean per request (us): $(sed -n 's/^request //p' "$W/api.txt" | tr '\n' ' ')"
+echo "API attach per route (us), first chunk: $(sed -n 's/^chunk 1 //p' "$W/api.txt"); last: $(grep '^chunk ' "$W/api.txt" | tail -1 | cut -d' ' -f3-)"
 echo "CLI attach, last 20 vs first 20: $(tail -1 "$W/cli-attach.txt") vs $(head -1 "$W/cli-attach.txt") us"

@@ -3,7 +3,8 @@
 socket), timing attach (create + connect + start) and detach (stop + remove) of N vnet
 containers on network NET.  Usage: api_client.py SOCKET NET N CHUNK
 Prints one line per chunk of CHUNK attaches ("attach US"), then "detach US" (mean per
-container, microseconds), then "request ROUTE US" (mean time of each route). Any answer other than the expected status stops the run."""
+container, microseconds), then "request ROUTE US" (mean time of each route), then
+"chunk I create US connect US start US" (each attach route's mean in chunk I: where growth is). Any answer other than the expected status stops the run."""
 import http.client
 import json
 import socket
@@ -22,6 +23,7 @@ class UnixConnection(http.client.HTTPConnection):
 
 
 PHASES = {}
+CHUNKS = []
 
 
 def call(conn, phase, method, path, body, want):
@@ -33,7 +35,10 @@ def call(conn, phase, method, path, body, want):
     text = answer.read()
     if answer.status != want:
         sys.exit(f"{method} {path}: {answer.status} {text.decode(errors='replace')}")
-    PHASES[phase] = PHASES.get(phase, 0) + time.perf_counter_ns() - t
+    spent = time.perf_counter_ns() - t
+    PHASES[phase] = PHASES.get(phase, 0) + spent
+    if CHUNKS and phase in ("create", "connect", "start"):
+        CHUNKS[-1][phase] = CHUNKS[-1].get(phase, 0) + spent
 
 
 def main():
@@ -41,6 +46,7 @@ def main():
     conn = UnixConnection(sock)
     names = [f"api{i}" for i in range(1, n + 1)]
     for start in range(0, n, chunk):
+        CHUNKS.append({})
         s = time.perf_counter_ns()
         for name in names[start:start + chunk]:
             call(conn, "create", "POST", "/containers/create", {"name": name, "network_driver": "vnet"}, 201)
@@ -56,6 +62,10 @@ def main():
     print(f"detach {(e - s) // 1000 // n}", flush=True)
     for phase, ns in PHASES.items():
         print(f"request {phase} {ns // 1000 // n}", flush=True)
+    for i, spent in enumerate(CHUNKS):
+        size = len(names[i * chunk:(i + 1) * chunk])
+        routes = " ".join(f"{p} {spent.get(p, 0) // 1000 // size}" for p in ("create", "connect", "start"))
+        print(f"chunk {i + 1} {routes}", flush=True)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,14 @@ fn vnet_start_with_two_networks() {
     let jail = jail_c(&[
         "vnet",
         r#"vnet.interface="${pair0%a}b""#,
+        r#"exec.prestart="ifconfig kve00000000002 inet6 -auto_linklocal""#,
         r#"exec.prestart="ifconfig kleene1 addm kve00000000002""#,
         r#"exec.prestart="ifconfig kve00000000002 up""#,
         r#"exec.start="ifconfig ${pair0%a}b inet 10.0.0.2/24""#,
         r#"exec.start="route add -inet default 10.0.0.1""#,
         r#"exec.start="ifconfig ${pair0%a}b inet6 fd00::2/64""#,
         r#"vnet.interface="${pair1%a}b""#,
+        r#"exec.prestart="ifconfig kve00000000003 inet6 -auto_linklocal""#,
         r#"exec.prestart="ifconfig kleene2 addm kve00000000003""#,
         r#"exec.prestart="ifconfig kve00000000003 up""#,
         r#"exec.start="ifconfig ${pair1%a}b inet 10.1.0.2/24""#,
@@ -64,7 +66,7 @@ fn a_second_vnet_container_names_no_epair_unit() {
         "pair0=$(ifconfig epair create)",
         r#"ifconfig "$pair0" name kve0000000000f >/dev/null"#,
         "on_failure 'ifconfig kve0000000000f destroy'",
-        r#"jail -c path=/ name=c0ffee000002 persist vnet vnet.interface="${pair0%a}b" exec.prestart="ifconfig kleene1 addm kve0000000000f" exec.prestart="ifconfig kve0000000000f up" exec.start="ifconfig ${pair0%a}b inet 10.0.0.3/24" exec.start="route add -inet default 10.0.0.1""#,
+        r#"jail -c path=/ name=c0ffee000002 persist vnet vnet.interface="${pair0%a}b" exec.prestart="ifconfig kve0000000000f inet6 -auto_linklocal" exec.start="ifconfig ${pair0%a}b inet6 -auto_linklocal" exec.prestart="ifconfig kleene1 addm kve0000000000f" exec.prestart="ifconfig kve0000000000f up" exec.start="ifconfig ${pair0%a}b inet 10.0.0.3/24" exec.start="route add -inet default 10.0.0.1""#,
         "on_failure 'jail -r c0ffee000002'",
     ];
     assert_eq!(freebsd(&Vnet, call), lines(&expected));
@@ -106,6 +108,7 @@ fn vnet_running_connect_moves_the_pair_into_the_jail() {
         r#"ifconfig "$pair0" name kve00000000003 >/dev/null"#,
         "on_failure 'ifconfig kve00000000003 destroy'",
         r#"ifconfig "${pair0%a}b" vnet c0ffee000001"#,
+        "ifconfig kve00000000003 inet6 -auto_linklocal",
         "ifconfig kleene2 addm kve00000000003",
         "ifconfig kve00000000003 up",
         r#"jexec c0ffee000001 ifconfig "${pair0%a}b" inet 10.1.0.2/24"#,
@@ -150,6 +153,7 @@ fn the_script_uses_the_pair_freebsd_created_and_undoes_it_on_failure() {
     let (code, log) = run_with_stubs(call(), "none");
     assert_eq!(code, Some(0), "{log}");
     let expected = "ifconfig epair create\nifconfig epair5a name kve00000000003\nifconfig epair5b vnet c0ffee000001\n\
+                    ifconfig kve00000000003 inet6 -auto_linklocal\n\
                     ifconfig kleene2 addm kve00000000003\nifconfig kve00000000003 up\n\
                     jexec c0ffee000001 ifconfig epair5b inet 10.1.0.2/24\n";
     assert!(log.starts_with(expected), "{log}");
@@ -168,6 +172,7 @@ fn linux_vnet_start_and_stop() {
         "mkdir <cgroup2>/kleene/c0ffee000001",
         "ip netns add c0ffee000001",
         "ip link add kve00000000002 type veth peer name eth0 netns c0ffee000001",
+        "ip link set kve00000000002 addrgenmode none",
         "ip link set kve00000000002 master kleene1",
         "ip link set kve00000000002 up",
         "ip -n c0ffee000001 addr add 10.0.0.2/24 dev eth0",
@@ -214,6 +219,7 @@ fn runtime_join_hands_a_host_pair_to_the_runtime() {
         linux(&Vnet, join.clone()),
         lines(&[
             "ip link add kve00000000002 type veth peer name kwe00000000002",
+            "ip link set kve00000000002 addrgenmode none",
             "ip link set kve00000000002 master kleene1",
             "ip link set kve00000000002 up",
         ])
@@ -225,6 +231,7 @@ fn runtime_join_hands_a_host_pair_to_the_runtime() {
             r#"ifconfig "${pair0%a}b" name kwe00000000002 >/dev/null"#,
             r#"ifconfig "$pair0" name kve00000000002 >/dev/null"#,
             "on_failure 'ifconfig kve00000000002 destroy'",
+            "ifconfig kve00000000002 inet6 -auto_linklocal",
             "ifconfig kleene1 addm kve00000000002",
             "ifconfig kve00000000002 up",
         ])
@@ -243,6 +250,8 @@ fn vnet_gives_a_fixed_mac_to_the_containers_end() {
     let jail = jail_c(&[
         "vnet",
         r#"vnet.interface="${pair0%a}b""#,
+        r#"exec.prestart="ifconfig kve00000000002 inet6 -auto_linklocal""#,
+        r#"exec.start="ifconfig ${pair0%a}b inet6 -auto_linklocal""#,
         r#"exec.prestart="ifconfig kleene1 addm kve00000000002""#,
         r#"exec.prestart="ifconfig kve00000000002 up""#,
         r#"exec.start="ifconfig ${pair0%a}b ether 02:00:00:00:00:02""#,
@@ -284,7 +293,7 @@ fn a_tunnelled_network_gets_its_mtu_on_both_ends_of_the_epair() {
         "pair0=$(ifconfig epair create)",
         r#"ifconfig "$pair0" name kve00000000002 >/dev/null"#,
         "on_failure 'ifconfig kve00000000002 destroy'",
-        r#"jail -c path=/ name=c0ffee000001 persist vnet vnet.interface="${pair0%a}b" exec.prestart="ifconfig kve00000000002 mtu 1450" exec.start="ifconfig ${pair0%a}b mtu 1450" exec.prestart="ifconfig kleene1 addm kve00000000002" exec.prestart="ifconfig kve00000000002 up" exec.start="ifconfig ${pair0%a}b inet 10.0.0.2/24" exec.start="route add -inet default 10.0.0.1""#,
+        r#"jail -c path=/ name=c0ffee000001 persist vnet vnet.interface="${pair0%a}b" exec.prestart="ifconfig kve00000000002 mtu 1450" exec.start="ifconfig ${pair0%a}b mtu 1450" exec.prestart="ifconfig kve00000000002 inet6 -auto_linklocal" exec.start="ifconfig ${pair0%a}b inet6 -auto_linklocal" exec.prestart="ifconfig kleene1 addm kve00000000002" exec.prestart="ifconfig kve00000000002 up" exec.start="ifconfig ${pair0%a}b inet 10.0.0.2/24" exec.start="route add -inet default 10.0.0.1""#,
         "on_failure 'jail -r c0ffee000001'",
     ];
     assert_eq!(got, lines(&expected));

@@ -72,6 +72,18 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sandbox: Option<String>,
     },
+    /// Give a link no IPv6 link-local address when it comes up (API 1.3). A bridge port has
+    /// no use for one, nor has a container's interface without an IPv6 address; each would
+    /// send duplicate-address detection, router solicitations and multicast-listener
+    /// reports that its bridge floods to every other port, whose containers process them:
+    /// a cost per start that grows with the bridge. Before `SetLinkUp`; undone by deleting
+    /// the link.
+    NoIpv6LinkLocal {
+        name: String,
+        /// The container whose stack holds the link (absent: the host's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sandbox: Option<String>,
+    },
     SetLinkUp {
         name: String,
         sandbox: Option<String>,
@@ -217,6 +229,8 @@ impl Op {
             SetLinkMac { .. } => return None,
             // Likewise the previous MTU.
             SetLinkMtu { .. } => return None,
+            // An address mode matters only as the link comes up; the link's deletion undoes it.
+            NoIpv6LinkLocal { .. } => return None,
         })
     }
 
@@ -248,6 +262,7 @@ impl Op {
             DeleteLink { .. } => "delete_link",
             SetLinkMac { .. } => "set_link_mac",
             SetLinkMtu { .. } => "set_link_mtu",
+            NoIpv6LinkLocal { .. } => "no_ipv6_link_local",
             SetLinkUp { .. } => "set_link_up",
             SetLinkDown { .. } => "set_link_down",
             AddAddress { .. } => "add_address",

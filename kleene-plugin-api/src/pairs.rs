@@ -35,6 +35,12 @@ fn pair_mtu(plan: &mut Plan, a: &Attachment, host: &str, peer: &str, peer_sandbo
     plan.push_with_undo(Op::SetLinkMtu { name: peer.into(), mtu, sandbox: peer_sandbox }, vec![]);
 }
 
+/// A pair's host end is a bridge port, which carries no addresses of its own: no IPv6
+/// link-local either (undone with the pair).
+fn bridge_port_without_link_local(plan: &mut Plan, host: &str) {
+    plan.push_with_undo(Op::NoIpv6LinkLocal { name: host.into(), sandbox: None }, vec![]);
+}
+
 /// Join one network: a pair (`host` end on the bridge, `peer` inside the sandbox), the
 /// endpoint's addresses, and default routes no `earlier` attachment provides. Order per family
 /// is address then route, as Kleene's jail parameters have it; the peer goes up before the
@@ -43,6 +49,11 @@ pub fn join(plan: &mut Plan, sandbox: &str, a: &Attachment, host: String, peer: 
     let in_sandbox = Some(sandbox.to_string());
     plan.push(Op::CreatePair { host: host.clone(), peer: peer.clone(), sandbox: sandbox.to_string() });
     pair_mtu(plan, a, &host, &peer, in_sandbox.clone());
+    bridge_port_without_link_local(plan, &host);
+    if a.endpoint.ip_address6.is_none() {
+        // Docker's way too: no IPv6 on a container's interface without an IPv6 address.
+        plan.push_with_undo(Op::NoIpv6LinkLocal { name: peer.clone(), sandbox: in_sandbox.clone() }, vec![]);
+    }
     plan.push(Op::AttachToBridge { bridge: a.network.interface.clone(), member: host.clone() });
     plan.push(Op::SetLinkUp { name: host, sandbox: None });
     if let Some(mac) = a.endpoint.mac {
@@ -109,6 +120,7 @@ pub fn leave_after(plan: &mut Plan, sandbox: &str, a: &Attachment, planned_host:
 pub fn hand_off(plan: &mut Plan, sandbox: &str, a: &Attachment, host: String, peer: String) {
     plan.push(Op::CreateHandoffPair { host: host.clone(), peer: peer.clone(), sandbox: sandbox.to_string() });
     pair_mtu(plan, a, &host, &peer, None);
+    bridge_port_without_link_local(plan, &host);
     plan.push(Op::AttachToBridge { bridge: a.network.interface.clone(), member: host.clone() });
     plan.push(Op::SetLinkUp { name: host, sandbox: None });
 }
@@ -162,10 +174,34 @@ mod tests {
                 Op::SetLinkMtu { name: "eth0".into(), mtu: 1450, sandbox: Some("cccccccccccc".into()) },
             ]
         );
-        assert!(matches!(ops[3], Op::AttachToBridge { .. }), "{ops:?}");
+        assert!(matches!(ops[5], Op::AttachToBridge { .. }), "{ops:?}");
         let mut plain = Plan::new();
         join(&mut plain, "cccccccccccc", &attachment(), "kvb".into(), "eth0".into(), &[]);
         assert!(!plain.steps.iter().any(|s| matches!(s.op, Op::SetLinkMtu { .. })), "no MTU without one");
+    }
+
+    /// The host end (a bridge port) never gets an IPv6 link-local address; the container's
+    /// end gets none only when it has no IPv6 address; both before anything comes up.
+    #[test]
+    fn link_local_addresses_only_where_ipv6_is_used() {
+        let no_ll = |plan: &Plan| -> Vec<(String, Option<String>)> {
+            let up = plan.steps.iter().position(|s| matches!(s.op, Op::SetLinkUp { .. })).unwrap();
+            let seen = plan.steps.iter().filter_map(|s| match &s.op {
+                Op::NoIpv6LinkLocal { name, sandbox } => Some((name.clone(), sandbox.clone())),
+                _ => None,
+            });
+            assert!(plan.steps[up..].iter().all(|s| !matches!(s.op, Op::NoIpv6LinkLocal { .. })), "after up");
+            seen.collect()
+        };
+        let mut v4 = Plan::new();
+        join(&mut v4, "cccccccccccc", &attachment(), "kvb".into(), "eth0".into(), &[]);
+        assert_eq!(no_ll(&v4), [("kvb".into(), None), ("eth0".into(), Some("cccccccccccc".into()))]);
+        let mut a = attachment();
+        a.network.subnet6 = Some("fd00::/64".parse().unwrap());
+        a.endpoint.ip_address6 = Some("fd00::2".parse().unwrap());
+        let mut dual = Plan::new();
+        join(&mut dual, "cccccccccccc", &a, "kvb".into(), "eth0".into(), &[]);
+        assert_eq!(no_ll(&dual), [("kvb".to_string(), None)]);
     }
 
     #[test]
@@ -177,6 +213,7 @@ mod tests {
             ops,
             vec![
                 Op::CreateHandoffPair { host: "kvb".into(), peer: "kwb".into(), sandbox: "cccccccccccc".into() },
+                Op::NoIpv6LinkLocal { name: "kvb".into(), sandbox: None },
                 Op::AttachToBridge { bridge: "kleene0".into(), member: "kvb".into() },
                 Op::SetLinkUp { name: "kvb".into(), sandbox: None },
             ]

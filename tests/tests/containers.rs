@@ -146,6 +146,34 @@ fn two_vnet_containers_talk_over_ipv4_and_ipv6() {
     assert_eq!(tcp(&sb, "a", "fd00:11::2", "b", 7003), "fd00:11::3");
     // The host reaches them through the bridge's gateway address.
     assert_eq!(sb.sh("ping -c1 -W1 10.11.0.2").code, 0);
+
+    // IPv6 link-local addresses only where IPv6 is used: the container's end on this
+    // dual-stack network has one; bridge ports (the host ends) never do; a container's end
+    // on an IPv4-only network has none (nothing to flood over the bridge as it comes up).
+    let link_local = |links: &serde_json::Value| -> Vec<String> {
+        links[0]["addr_info"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["family"] == "inet6")
+            .map(|a| format!("{} ({})", a["local"].as_str().unwrap_or(""), a["scope"].as_str().unwrap_or("")))
+            .collect()
+    };
+    let eth0 = sb.kleene(&["container", "exec", "a", "--", "ip", "-j", "addr", "show", "dev", "eth0"]).json();
+    assert!(link_local(&eth0).iter().any(|a| a.ends_with("(link)")), "{eth0}");
+    sb.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.12.0.0/24", "v4only"]).ok();
+    started(&sb, &["-l", "vnet", "-n", "v4only", "c"]);
+    let eth0 = sb.kleene(&["container", "exec", "c", "--", "ip", "-j", "addr", "show", "dev", "eth0"]).json();
+    assert_eq!(link_local(&eth0), Vec::<String>::new(), "{eth0}");
+    for name in ["a", "c"] {
+        let host_end = sb.kleene(&["container", "inspect", name]).json()["container_endpoints"][0]["epair"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let on_host = sb.ip_json(&format!("addr show dev {host_end}"));
+        assert_eq!(link_local(&on_host), Vec::<String>::new(), "{on_host}");
+    }
+    assert!(ping(&sb, "c", "10.12.0.1"), "the IPv4-only container reaches its gateway");
 }
 
 const IPNET_PROBE: &str = r#"

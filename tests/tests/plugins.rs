@@ -102,7 +102,7 @@ fn broken_plugins_are_reported_one_line_each_and_the_rest_still_work() {
     assert_broken(
         &rows,
         &fixture("badapi"),
-        "built for plugin API 2.0.0 but this kleene speaks API 1.2.0; rebuild the plugin against kleene-plugin-api 1.x",
+        "built for plugin API 2.0.0 but this kleene speaks API 1.3.0; rebuild the plugin against kleene-plugin-api 1.x",
     );
     assert_broken(&rows, &fixture("ctorpanic"), "plugin panicked while initialising");
     assert_real_ok(&rows, dir, &REAL_PLUGINS);

@@ -133,6 +133,13 @@ impl FreeBsdRenderer {
                 let command = self.jail_ifconfig(jail, name, format!("mtu {mtu}"));
                 self.start_or_jexec(jail, command);
             }
+            Op::NoIpv6LinkLocal { name, sandbox: None } => {
+                self.prestart_or_run(name, format!("ifconfig {} inet6 -auto_linklocal", word(name)))
+            }
+            Op::NoIpv6LinkLocal { name, sandbox: Some(jail) } => {
+                let command = self.jail_ifconfig(jail, name, "inet6 -auto_linklocal".to_string());
+                self.start_or_jexec(jail, command);
+            }
             Op::SetLinkUp { name, sandbox } => self.link_up(name, sandbox.as_deref()),
             Op::SetLinkDown { name, sandbox } => self.link_down(name, sandbox.as_deref()),
             Op::AddAddress { link, address, prefix, sandbox } => {

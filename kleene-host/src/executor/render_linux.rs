@@ -32,6 +32,9 @@ impl LinuxRenderer {
                 self.run(format!("{} link set {name} address {}", ip(sandbox), mac_string(mac)))
             }
             Op::SetLinkMtu { name, mtu, sandbox } => self.run(format!("{} link set {name} mtu {mtu}", ip(sandbox))),
+            Op::NoIpv6LinkLocal { name, sandbox } => {
+                self.run(format!("{} link set {name} addrgenmode none", ip(sandbox)))
+            }
             Op::SetLinkUp { name, sandbox } => self.run(format!("{} link set {name} up", ip(sandbox))),
             Op::SetLinkDown { name, sandbox } => self.run(format!("{} link set {name} down", ip(sandbox))),
             Op::AddAddress { link, address, prefix, sandbox } => {

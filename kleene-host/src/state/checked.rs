@@ -130,7 +130,9 @@ fn touches(op: &Op) -> (Option<&str>, Vec<&str>, Vec<&str>) {
         | Op::DeleteLink { name, .. }
         | Op::CreateVxlan { name, .. }
         | Op::DeleteVxlan { name, .. } => (None, vec![name], vec![]),
-        Op::SetLinkMac { name, sandbox, .. } | Op::SetLinkMtu { name, sandbox, .. } => on(name, sandbox),
+        Op::SetLinkMac { name, sandbox, .. }
+        | Op::SetLinkMtu { name, sandbox, .. }
+        | Op::NoIpv6LinkLocal { name, sandbox } => on(name, sandbox),
         Op::AddForwarding { link, .. }
         | Op::RemoveForwarding { link, .. }
         | Op::AddNeighbour { link, .. }

@@ -290,6 +290,7 @@ impl LinuxExecutor {
             Op::DeleteLink { name, .. } => self.deferred_links.push(name.clone()),
             Op::SetLinkMac { name, mac, sandbox } => self.nl(sandbox.as_deref())?.set_mac(name, mac)?,
             Op::SetLinkMtu { name, mtu, sandbox } => self.nl(sandbox.as_deref())?.set_mtu(name, *mtu)?,
+            Op::NoIpv6LinkLocal { name, sandbox } => self.nl(sandbox.as_deref())?.no_ipv6_link_local(name)?,
             Op::SetLinkUp { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, true)?,
             Op::SetLinkDown { name, sandbox } => self.nl(sandbox.as_deref())?.set_up(name, false)?,
             Op::AddAddress { link, address, prefix, sandbox } => {

@@ -160,6 +160,12 @@ impl Netlink {
         Ok((base..).find(|g| !used.contains(g)).expect("fewer links than groups"))
     }
 
+    /// No IPv6 address of its own on `name` when it comes up (no link-local, so no duplicate
+    /// address detection, router or multicast-listener messages flooded over its bridge).
+    pub fn no_ipv6_link_local(&mut self, name: &str) -> io::Result<()> {
+        self.ack(requests::no_ipv6_link_local(name)?).map_err(|e| nodev_to_not_found(e, name))
+    }
+
     pub fn set_up(&mut self, name: &str, up: bool) -> io::Result<()> {
         self.ack(requests::set_up(name, up)?).map_err(|e| nodev_to_not_found(e, name))
     }
@@ -462,6 +468,15 @@ mod requests {
         let mut link = named(name)?;
         link.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
         link.header.change_mask = LinkFlags::Up;
+        Ok(Request::new(RouteNetlinkMessage::NewLink(link), 0))
+    }
+
+    pub(super) fn no_ipv6_link_local(name: &str) -> io::Result<Request> {
+        use netlink_packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode};
+        let mut link = named(name)?;
+        link.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+            In6AddrGenMode::None,
+        )])]));
         Ok(Request::new(RouteNetlinkMessage::NewLink(link), 0))
     }
 
