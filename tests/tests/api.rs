@@ -438,3 +438,37 @@ fn server_and_cli_share_one_state() {
     let ls = server.klee(&["container", "ls", "-a"]).ok();
     assert!(!ls.contains("cli0") && !ls.contains("api0") && ls.contains("cli1") && ls.contains("api1"), "{ls}");
 }
+
+/// A server makes network namespaces ahead of need (executor/linux/netns_pool.rs): every
+/// container it starts still gets one of its own, never the host's nor another's, and a
+/// stopped one's goes (its pair with it).
+#[test]
+fn served_starts_each_get_a_namespace_of_their_own() {
+    let sb = Sandbox::new("api-ns");
+    let server = sb.serve();
+    sb.kleene(&["network", "create", "-t", "bridge", "--subnet", "10.31.0.0/24", "br"]).ok();
+    let names: Vec<String> = (0..5).map(|i| format!("n{i}")).collect();
+    for name in &names {
+        create_container(&server, name, "vnet");
+        server.json("POST", "/networks/connect", &format!(r#"{{"container":"{name}","network":"br"}}"#), 204);
+        server.json("POST", &format!("/containers/{name}/start"), "", 200);
+        // Time for the server's thread to have namespaces ready for the next start.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let inode = |path: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap());
+    let pins = sb.dir.path().join("run/netns");
+    let mut seen: Vec<u64> = std::fs::read_dir(&pins).unwrap().map(|e| inode(&e.unwrap().path())).collect();
+    let host = inode(&sb.netns_path());
+    assert!(!seen.contains(&host), "a container got the host's namespace");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), names.len(), "two containers share a namespace");
+    for name in &names {
+        let links = sb.kleene(&["container", "exec", name, "--", "ip", "-br", "link"]).ok();
+        assert_eq!(links.lines().count(), 2, "{name} should see lo and eth0 only:\n{links}");
+    }
+    sb.kleene(&["container", "exec", "n0", "--", "ping", "-c1", "-W2", "10.31.0.6"]).ok();
+    server.json("POST", "/containers/n4/stop", "", 200);
+    assert_eq!(std::fs::read_dir(&pins).unwrap().count(), names.len() - 1);
+    assert_eq!(sb.brief_links().matches("kv").count(), names.len() - 1, "n4's pair outlived its stop");
+}

@@ -133,6 +133,9 @@ impl Ctx {
         let mut exec = crate::executor::host_executor(self.trusted_run_dir()?)?;
         // Deleting a pair's host end waits for the kernel (15-30 ms, more while an earlier
         // deletion holds its lock): neither a request nor a command waits for it.
+        if self.reap_in_background {
+            exec.make_namespaces_ahead();
+        }
         exec.defer_link_deletion(if self.reap_in_background {
             crate::executor::LinkReaping::BackgroundThread
         } else {

@@ -140,6 +140,9 @@ pub trait Executor {
     /// background work ([`finish_background_work`] waits for it), or a detached process for
     /// a one-shot process whose caller waits on it (kleene-cni). Renderers do nothing.
     fn defer_link_deletion(&mut self, _how: LinkReaping) {}
+    /// A long-lived process keeps a few empty sandboxes (network namespaces) made ahead, so
+    /// a start pins one instead of making it. Renderers do nothing.
+    fn make_namespaces_ahead(&mut self) {}
     /// Delete what a long-lived process that was killed had left to delete in the
     /// background (`system reconcile`).
     fn delete_retired_links(&mut self) -> Result<()> {

@@ -8,6 +8,7 @@ pub mod ipnet;
 pub mod iptables;
 pub mod netlink;
 pub mod netns;
+pub mod netns_pool;
 pub mod nft;
 pub mod reaper;
 pub mod resolver;
@@ -55,6 +56,8 @@ pub struct LinuxExecutor {
     deferred_detach: Vec<String>,
     /// Host ends a detached process deletes once this executor is dropped.
     reap_on_drop: Vec<String>,
+    /// Sandboxes take their namespace from those made ahead ([`netns_pool`]).
+    namespaces_ahead: bool,
     /// Links were retired that a detached process deletes once this executor is dropped.
     reap_retired_on_drop: bool,
 }
@@ -74,6 +77,7 @@ impl LinuxExecutor {
             deferred_detach: Vec::new(),
             reap_on_drop: Vec::new(),
             reap_retired_on_drop: false,
+            namespaces_ahead: false,
         }
     }
 
@@ -228,9 +232,18 @@ impl LinuxExecutor {
             Some(source) => netns::adopt(source, &path)
                 .with_context(|| format!("cannot adopt network namespace {}", source.display()))?,
             None => {
-                // Its netlink socket is opened inside it as it is made.
-                let nl = netns::create_and_run(&path, Netlink::open)
-                    .with_context(|| format!("cannot create network namespace {}", path.display()))?;
+                let ready = if self.namespaces_ahead { netns_pool::take() } else { None };
+                let nl = match ready {
+                    Some(ready) => {
+                        tracing::trace!("pinning a namespace made ahead");
+                        netns::pin_fd(std::os::fd::AsFd::as_fd(&ready.ns), &path)
+                            .with_context(|| format!("cannot pin network namespace {}", path.display()))?;
+                        ready.netlink
+                    }
+                    // Its netlink socket is opened inside it as it is made.
+                    None => netns::create_and_run(&path, Netlink::open)
+                        .with_context(|| format!("cannot create network namespace {}", path.display()))?,
+                };
                 self.sandboxes.insert(sandbox.to_string(), nl);
             }
         }
@@ -534,6 +547,10 @@ impl Executor for LinuxExecutor {
 
     fn defer_link_deletion(&mut self, how: LinkReaping) {
         self.reaping = Some(how);
+    }
+
+    fn make_namespaces_ahead(&mut self) {
+        self.namespaces_ahead = true;
     }
 
     /// Delete the host ends of the pairs deleted by the plan, or, when deletion is deferred

@@ -45,9 +45,21 @@ pub fn adopt(source: &Path, path: &Path) -> io::Result<()> {
     if same_file(ns.as_fd(), open(Path::new("/proc/thread-self/ns/net"))?.as_fd())? {
         return Err(refuse("is this host's own network namespace"));
     }
-    // Bind the namespace that was checked, not whatever the path names by now.
+    pin_fd(ns.as_fd(), path)
+}
+
+/// Pins the namespace open at `ns` at `path` (the namespace that fd names, not whatever a
+/// path names by now).
+pub fn pin_fd(ns: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
     let source = format!("/proc/self/fd/{}", ns.as_raw_fd());
     pin_with(path, || bind(Path::new(&source), path))
+}
+
+/// Moves the calling thread into a new network namespace, pinned by nothing but the fd
+/// returned (and the thread, until it leaves).
+pub fn unshare_unpinned() -> io::Result<OwnedFd> {
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+    open(Path::new("/proc/thread-self/ns/net"))
 }
 
 /// Whether the namespace pinned at `path` is the one at `other`.
