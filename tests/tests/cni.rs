@@ -191,6 +191,26 @@ fn add_check_del_in_1_0_0() {
 
 /// On a network with a DNS domain, the result tells the runtime to search it, and the
 /// qualified name answers at the resolver it names.
+/// `DEL` leaves the host end to a detached process; an `ADD` of the same container right
+/// after (a runtime's retry) makes a pair of the same name, which must survive that process
+/// (it deletes the interface it was given, by index) and carry traffic, round after round.
+#[test]
+fn an_add_right_after_del_keeps_its_pair() {
+    let (sb, conf) = setup("cni-readd", "1.0.0");
+    let ns = Netns::new(&sb, "c1");
+    for round in 0..5 {
+        call(&sb, "ADD", "ctr-1", &ns, &conf).ok();
+        call(&sb, "DEL", "ctr-1", &ns, &conf).ok();
+        call(&sb, "ADD", "ctr-1", &ns, &conf).ok();
+        // Longer than the detached deletion takes (15-30 ms).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(host_ends(&sb).len(), 1, "round {round}: the new pair's host end was deleted");
+        assert_eq!(ns.sh("ping -c1 -W2 10.60.0.1").code, 0, "round {round}: the gateway is unreachable");
+        call(&sb, "DEL", "ctr-1", &ns, &conf).ok();
+    }
+    assert!(host_ends_go(&sb), "host ends left: {:?}", host_ends(&sb));
+}
+
 #[test]
 fn the_result_names_the_networks_resolver_and_domain() {
     let sb = Sandbox::new("cnidom");

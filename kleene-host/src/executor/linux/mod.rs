@@ -54,8 +54,10 @@ pub struct LinuxExecutor {
     /// (the deletion detaches it, without taking the kernel's lock once more).
     reaping: Option<LinkReaping>,
     deferred_detach: Vec<String>,
-    /// Host ends a detached process deletes once this executor is dropped.
-    reap_on_drop: Vec<String>,
+    /// Host ends a detached process deletes once this executor is dropped: name (for
+    /// messages) and interface index (what is deleted: a pair made again under the same name
+    /// before that process runs is not the one it deletes).
+    reap_on_drop: Vec<(String, u32)>,
     /// Sandboxes take their namespace from those made ahead ([`netns_pool`]).
     namespaces_ahead: bool,
     /// Links were retired that a detached process deletes once this executor is dropped.
@@ -507,7 +509,7 @@ impl Executor for LinuxExecutor {
             Op::CreatePair { host, peer, sandbox } => {
                 // Re-creating a pair cancels its deferred deletion: it was never deleted.
                 self.deferred_pairs.retain(|(h, _)| h != host);
-                self.reap_on_drop.retain(|h| h != host);
+                self.reap_on_drop.retain(|(h, _)| h != host);
                 if self.pair_intact(host, peer, sandbox)? {
                     return Ok(());
                 }
@@ -591,7 +593,13 @@ impl Executor for LinuxExecutor {
             // Not even retired here: any request for the link waits for the kernel's routing
             // lock, which the previous caller's deletion holds for 15-30 ms. The runtime
             // deletes the namespace next, and the pair goes with it if the process is killed.
-            Some(LinkReaping::DetachedProcess) => self.reap_on_drop.extend(going),
+            Some(LinkReaping::DetachedProcess) => {
+                for host in going {
+                    if let Some(link) = self.host()?.link(&host)? {
+                        self.reap_on_drop.push((host, link.index));
+                    }
+                }
+            }
             Some(how) if !going.is_empty() => {
                 for host in &going {
                     each(host, self.host()?.retire(host, reaper::DYING_GROUP));
@@ -639,13 +647,15 @@ impl Drop for LinuxExecutor {
         if links.is_empty() {
             return;
         }
+        let names = links.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ");
+        let indexes: Vec<u32> = links.iter().map(|(_, index)| *index).collect();
         if let Err(e) =
-            reaper::in_detached_process(|| Netlink::open().and_then(|mut nl| reaper::delete_links(&mut nl, &links)))
+            reaper::in_detached_process(|| Netlink::open().and_then(|mut nl| reaper::delete_links(&mut nl, &indexes)))
         {
-            tracing::debug!("deleting {} in place: {e}", links.join(", "));
+            tracing::debug!("deleting {names} in place: {e}");
             if let Ok(nl) = self.host() {
-                if let Err(e) = reaper::delete_links(nl, &links) {
-                    tracing::warn!("cannot delete {}: {e}", links.join(", "));
+                if let Err(e) = reaper::delete_links(nl, &indexes) {
+                    tracing::warn!("cannot delete {names}: {e}");
                 }
             }
         }

@@ -110,6 +110,12 @@ impl Netlink {
         self.ack(requests::del_link(name)?).map_err(|e| nodev_to_not_found(e, name))
     }
 
+    /// Deletes the link of interface index `index` (indexes are not reused while the
+    /// namespace lives, so this is that link, whatever holds its name by now).
+    pub fn delete_link_index(&mut self, index: u32) -> io::Result<()> {
+        self.ack(requests::del_link_index(index)).map_err(|e| nodev_to_not_found(e, &format!("interface #{index}")))
+    }
+
     /// Deletes every link of `names` that exists, in one kernel operation: the links are
     /// moved into an interface group no other link is in, and the group is deleted. The
     /// kernel then unregisters them together, paying its synchronisation (an RCU grace
@@ -455,6 +461,12 @@ mod requests {
 
     pub(super) fn del_link(name: &str) -> io::Result<Request> {
         Ok(Request::new(RouteNetlinkMessage::DelLink(named(name)?), 0))
+    }
+
+    pub(super) fn del_link_index(index: u32) -> Request {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        Request::new(RouteNetlinkMessage::DelLink(link), 0)
     }
 
     /// Deletes every link in interface group `group`.

@@ -15,7 +15,7 @@
 //!   command's deletion, which holds the kernel's routing lock), and a `start` right after
 //!   may replace the retired end that still holds its name;
 //! - in kleene-cni's `DEL`, nothing is retired: a detached child deletes the links by
-//!   name. Retiring would cost the caller the wait this avoids (every link request queues
+//!   interface index (a pair made again under the same name meanwhile is not touched). Retiring would cost the caller the wait this avoids (every link request queues
 //!   for the kernel's routing lock, which the previous `DEL`'s deletion holds), and buys
 //!   nothing there: the runtime deletes the namespace next, which takes the pair with it.
 //!
@@ -146,11 +146,12 @@ pub fn in_detached_process(work: impl FnOnce() -> io::Result<()>) -> io::Result<
     }
 }
 
-/// Delete `links` (those already gone count as deleted); every one is tried.
-pub fn delete_links(nl: &mut Netlink, links: &[String]) -> io::Result<()> {
+/// Delete the links of interface indexes `links` (those already gone count as deleted);
+/// every one is tried.
+pub fn delete_links(nl: &mut Netlink, links: &[u32]) -> io::Result<()> {
     let mut result = Ok(());
-    for link in links {
-        match nl.delete_link(link) {
+    for &link in links {
+        match nl.delete_link_index(link) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => result = Err(e),
             Ok(()) => {}
