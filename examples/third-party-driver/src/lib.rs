@@ -90,7 +90,17 @@ mod tests {
         let ops: Vec<&str> = plan.steps.iter().map(|s| s.op.name()).collect();
         assert_eq!(
             ops,
-            ["create_sandbox", "create_pair", "attach_to_bridge", "set_link_up", "add_address", "set_link_up"]
+            [
+                "create_sandbox",
+                "create_pair",
+                // API 1.3: neither end has a use for an IPv6 link-local address (no IPv6 here).
+                "no_ipv6_link_local",
+                "no_ipv6_link_local",
+                "attach_to_bridge",
+                "set_link_up",
+                "add_address",
+                "set_link_up"
+            ]
         );
         assert_eq!(Sample.info().driver_traits.map(|t| t.stack), Some(Stack::Private));
     }
