@@ -14,7 +14,8 @@
 # bridge), and every round's figures are printed; the verdicts use the median of the rounds'
 # ratios, each ratio taken within one round. One round on a shared VM can be off by 30-50%
 # either way (the host steals time in bursts), which a median of three absorbs and a single
-# run does not. The CLI path runs once.   Usage: bench/api.sh [N] [ROUNDS]   (200, 3)
+# run does not. Each round's server serves one untimed container first (bench/lib/api_client.py:
+# a fresh server's one-time costs would flatter the growth). The CLI path runs once.   Usage: bench/api.sh [N] [ROUNDS]   (200, 3)
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/cni.sh"
 N=${1:-200}
