@@ -10,7 +10,7 @@ use super::Service;
 use crate::commands::docker::{self, PoolData, PortMap};
 use crate::firewall::Proto;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -19,6 +19,7 @@ use kleene_plugin_api::Cidr;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::marker::PhantomData;
 
 /// The media type of Docker's plugin protocol, version 1.2.
 const MEDIA_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
@@ -108,6 +109,33 @@ impl Protocol {
     }
 }
 
+/// A request body decoded as `T` before the handler runs; one that does not decode is
+/// answered 400 in the error field of protocol `P` ([`Net`] or [`Ip`]).
+struct Body<P, T>(T, PhantomData<P>);
+type NetworkBody<T> = Body<Net, T>;
+type IpamBody<T> = Body<Ip, T>;
+
+trait Which {
+    const PROTOCOL: Protocol;
+}
+struct Net;
+struct Ip;
+impl Which for Net {
+    const PROTOCOL: Protocol = Protocol::Network;
+}
+impl Which for Ip {
+    const PROTOCOL: Protocol = Protocol::Ipam;
+}
+
+impl<P: Which, T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<P, T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let bytes = Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        P::PROTOCOL.body(&bytes).map(|t| Body(t, PhantomData)).map_err(|e| P::PROTOCOL.bad_request(e))
+    }
+}
+
 /// Docker's `IPAMData`.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
@@ -137,12 +165,8 @@ fn first_pool(data: Option<Vec<IpamData>>) -> Option<PoolData> {
     Some(PoolData { pool: d.pool, gateway: d.gateway })
 }
 
-async fn create_network(State(s): State<Service>, bytes: Bytes) -> Response {
+async fn create_network(State(s): State<Service>, Body(req, _): NetworkBody<CreateNetwork>) -> Response {
     let p = Protocol::Network;
-    let req: CreateNetwork = match p.body(&bytes) {
-        Ok(r) => r,
-        Err(e) => return p.bad_request(e),
-    };
     let generic = req.options.get(GENERIC).and_then(|g| g.as_object()).cloned().unwrap_or_default();
     let (v4, v6) = (first_pool(req.ipv4_data), first_pool(req.ipv6_data));
     p.call(&s, move |ctx| docker::create_network(ctx, &req.network_id, &generic, v4, v6), |()| json!({})).await
@@ -154,12 +178,8 @@ struct NetworkOnly {
     network_id: String,
 }
 
-async fn delete_network(State(s): State<Service>, bytes: Bytes) -> Response {
+async fn delete_network(State(s): State<Service>, Body(req, _): NetworkBody<NetworkOnly>) -> Response {
     let p = Protocol::Network;
-    let req: NetworkOnly = match p.body(&bytes) {
-        Ok(r) => r,
-        Err(e) => return p.bad_request(e),
-    };
     p.call(&s, move |ctx| docker::delete_network(ctx, &req.network_id), |()| json!({})).await
 }
 
@@ -189,12 +209,8 @@ fn cidr(field: &str, text: &str) -> anyhow::Result<Option<Cidr>> {
     text.parse().map(Some).map_err(|e| anyhow::anyhow!("invalid Interface.{field}: {e}"))
 }
 
-async fn create_endpoint(State(s): State<Service>, bytes: Bytes) -> Response {
+async fn create_endpoint(State(s): State<Service>, Body(req, _): NetworkBody<CreateEndpoint>) -> Response {
     let p = Protocol::Network;
-    let req: CreateEndpoint = match p.body(&bytes) {
-        Ok(r) => r,
-        Err(e) => return p.bad_request(e),
-    };
     let iface = req.interface.unwrap_or_default();
     // Docker gave the addresses: the answer's Interface must be empty.
     p.call(
@@ -217,21 +233,13 @@ struct EndpointRef {
     endpoint_id: String,
 }
 
-async fn endpoint_info(State(s): State<Service>, bytes: Bytes) -> Response {
+async fn endpoint_info(State(s): State<Service>, Body(req, _): NetworkBody<EndpointRef>) -> Response {
     let p = Protocol::Network;
-    let req: EndpointRef = match p.body(&bytes) {
-        Ok(r) => r,
-        Err(e) => return p.bad_request(e),
-    };
     p.call(&s, move |ctx| docker::endpoint_info(ctx, &req.endpoint_id), |info| json!({ "Value": info })).await
 }
 
-async fn delete_endpoint(State(s): State<Service>, bytes: Bytes) -> Response {
+async fn delete_endpoint(State(s): State<Service>, Body(req, _): NetworkBody<EndpointRef>) -> Response {
     let p = Protocol::Network;
-    let req: EndpointRef = match p.body(&bytes) {
-        Ok(r) => r,
-        Err(e) => return p.bad_request(e),
-    };
     p.call(&s, move |ctx| docker::delete_endpoint(ctx, &req.endpoint_id), |()| json!({})).await
 }
 
@@ -246,12 +254,8 @@ struct Join {
 /// The prefix Docker names the moved interface with (it appends an index: `eth0`).
 const DST_PREFIX: &str = "eth";
 
-async fn join(State(s): State<Service>, bytes: Bytes) -> Response {
+async fn join(State(s): State<Service>, Body(req, _): NetworkBody<Join>) -> Response {
     let p = Protocol::Network;
-    let req: Join = match p.body(&bytes) {
-        Ok(r) => r,
-        Err(e) => return p.bad_request(e),
-    };
     p.call(
         &s,
         move |ctx| docker::join(ctx, &req.endpoint_id, &req.sandbox_key),
@@ -269,21 +273,14 @@ async fn join(State(s): State<Service>, bytes: Bytes) -> Response {
     .await
 }
 
-async fn leave(State(s): State<Service>, bytes: Bytes) -> Response {
+async fn leave(State(s): State<Service>, Body(req, _): NetworkBody<EndpointRef>) -> Response {
     let p = Protocol::Network;
-    let req: EndpointRef = match p.body(&bytes) {
-        Ok(r) => r,
-        Err(e) => return p.bad_request(e),
-    };
     p.call(&s, move |ctx| docker::leave(ctx, &req.endpoint_id), |()| json!({})).await
 }
 
 /// Node discovery is for global-scope drivers; a local one has nothing to do.
-async fn discover(bytes: Bytes) -> Response {
-    match Protocol::Network.body::<Value>(&bytes) {
-        Ok(_) => answer(json!({})),
-        Err(e) => Protocol::Network.bad_request(e),
-    }
+async fn discover(_: NetworkBody<Value>) -> Response {
+    answer(json!({}))
 }
 
 #[derive(Deserialize)]
@@ -312,12 +309,8 @@ struct External {
 /// Where Docker puts `-p` in `ProgramExternalConnectivity`'s options.
 const PORTMAP: &str = "com.docker.network.portmap";
 
-async fn program_external(State(s): State<Service>, bytes: Bytes) -> Response {
+async fn program_external(State(s): State<Service>, Body(req, _): NetworkBody<External>) -> Response {
     let p = Protocol::Network;
-    let req: External = match p.body(&bytes) {
-        Ok(r) => r,
-        Err(e) => return p.bad_request(e),
-    };
     let bindings: Vec<PortBinding> = match req.options.get(PORTMAP).cloned().map(serde_json::from_value) {
         None => Vec::new(),
         Some(Ok(b)) => b,
@@ -345,12 +338,8 @@ async fn program_external(State(s): State<Service>, bytes: Bytes) -> Response {
     p.call(&s, move |ctx| docker::publish(ctx, &req.endpoint_id, &ports), |()| json!({})).await
 }
 
-async fn revoke_external(State(s): State<Service>, bytes: Bytes) -> Response {
+async fn revoke_external(State(s): State<Service>, Body(req, _): NetworkBody<EndpointRef>) -> Response {
     let p = Protocol::Network;
-    let req: EndpointRef = match p.body(&bytes) {
-        Ok(r) => r,
-        Err(e) => return p.bad_request(e),
-    };
     p.call(&s, move |ctx| docker::unpublish(ctx, &req.endpoint_id), |()| json!({})).await
 }
 
@@ -365,12 +354,8 @@ struct RequestPool {
     v6: bool,
 }
 
-async fn request_pool(State(s): State<Service>, bytes: Bytes) -> Response {
+async fn request_pool(State(s): State<Service>, Body(req, _): IpamBody<RequestPool>) -> Response {
     let p = Protocol::Ipam;
-    let req: RequestPool = match p.body(&bytes) {
-        Ok(r) => r,
-        Err(e) => return p.bad_request(e),
-    };
     p.call(
         &s,
         move |ctx| docker::request_pool(ctx, &req.pool, &req.sub_pool, req.v6),
@@ -386,11 +371,8 @@ struct PoolRef {
 }
 
 /// Pools are subnets of kleene networks, which go with `docker network rm`: nothing to do.
-async fn release_pool(bytes: Bytes) -> Response {
-    match Protocol::Ipam.body::<PoolRef>(&bytes) {
-        Ok(_) => answer(json!({})),
-        Err(e) => Protocol::Ipam.bad_request(e),
-    }
+async fn release_pool(_: IpamBody<PoolRef>) -> Response {
+    answer(json!({}))
 }
 
 #[derive(Deserialize)]
@@ -408,12 +390,8 @@ struct RequestAddress {
 const ADDRESS_TYPE: &str = "RequestAddressType";
 const GATEWAY_TYPE: &str = "com.docker.network.gateway";
 
-async fn request_address(State(s): State<Service>, bytes: Bytes) -> Response {
+async fn request_address(State(s): State<Service>, Body(req, _): IpamBody<RequestAddress>) -> Response {
     let p = Protocol::Ipam;
-    let req: RequestAddress = match p.body(&bytes) {
-        Ok(r) => r,
-        Err(e) => return p.bad_request(e),
-    };
     let gateway = req.options.unwrap_or_default().get(ADDRESS_TYPE).and_then(|v| v.as_str()) == Some(GATEWAY_TYPE);
     p.call(
         &s,
@@ -431,11 +409,7 @@ struct ReleaseAddress {
     address: String,
 }
 
-async fn release_address(State(s): State<Service>, bytes: Bytes) -> Response {
+async fn release_address(State(s): State<Service>, Body(req, _): IpamBody<ReleaseAddress>) -> Response {
     let p = Protocol::Ipam;
-    let req: ReleaseAddress = match p.body(&bytes) {
-        Ok(r) => r,
-        Err(e) => return p.bad_request(e),
-    };
     p.call(&s, move |ctx| docker::release_address(ctx, &req.pool_id, &req.address), |()| json!({})).await
 }
