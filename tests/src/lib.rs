@@ -129,6 +129,10 @@ impl Run {
 
 /// A network namespace of the test's own, with kleene state and run dirs; everything is
 /// torn down on drop (containers stopped, networks removed, namespace deleted).
+/// The interface group of host links kleene has retired and is about to delete ("KLND",
+/// 0x4b4c4e44), as `ip` prints it.
+pub const DYING_GROUP: &str = "1263291972";
+
 pub struct Sandbox {
     pub name: String,
     pub dir: TempDir,
@@ -226,7 +230,7 @@ impl Sandbox {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         // (`ip -j` prints `[{}]` for an empty group.)
         let retired = || {
-            self.ip_json("link show group 1263291972")
+            self.ip_json(&format!("link show group {DYING_GROUP}"))
                 .as_array()
                 .is_some_and(|a| a.iter().any(|l| l.get("ifname").is_some()))
         };

@@ -1,7 +1,7 @@
 //! Issue 8's hardening findings, each kept as a test that failed before its fix. Every test
 //! runs in a network namespace of its own.
 
-use kleene_tests::Sandbox;
+use kleene_tests::{Sandbox, DYING_GROUP};
 
 fn create_started(sb: &Sandbox, args: &[&str]) -> String {
     let mut full = vec!["container", "create"];
@@ -130,8 +130,27 @@ fn link_json(sb: &Sandbox, name: &str) -> Option<serde_json::Value> {
     (run.code == 0).then(|| serde_json::from_str::<serde_json::Value>(&run.stdout).ok()?.get(0).cloned()).flatten()
 }
 
-/// The interface group of host links kleene has retired and is about to delete ("KLND").
-const DYING_GROUP: &str = "1263291972";
+/// The host end of container `name`'s first pair.
+fn host_end_of(sb: &Sandbox, name: &str) -> String {
+    let inspect = sb.kleene(&["container", "inspect", name]).json();
+    inspect["container_endpoints"][0]["epair"].as_str().expect("a started vnet container has a host end").to_string()
+}
+
+/// Right after a stop: the host end is gone, or down and retired (the kernel passes no frame
+/// through it) for a deletion after the answer.
+fn assert_retired_or_gone(sb: &Sandbox, host_end: &str) {
+    if let Some(link) = link_json(sb, host_end) {
+        let flags: Vec<&str> = link["flags"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
+        assert!(!flags.contains(&"UP"), "{host_end} is still up after stop: {link}");
+        assert_eq!(link["group"], DYING_GROUP, "{host_end} was not retired: {link}");
+    }
+}
+
+/// A (re)started container's host end: on the bridge and up.
+fn assert_whole_on_the_bridge(sb: &Sandbox, host_end: &str) {
+    let link = link_json(sb, host_end).expect("the restarted container's host end");
+    assert_eq!((link["master"].as_str(), link["operstate"].as_str()), (Some("kleene0"), Some("UP")), "{link}");
+}
 
 /// Through `kleene serve`, stop answers once the host end of a vnet pair can carry nothing
 /// (down, and out of kleene's interface group), and the server deletes it right after, even
@@ -141,31 +160,19 @@ fn served_stop_retires_the_pair_at_once_and_deletes_it_right_after() {
     let sb = Sandbox::new("hd-reap");
     bridge(&sb, "br", "10.87.0.0/24");
     let id = create_started(&sb, &["-l", "vnet", "-n", "br", "v"]);
-    let host_end = sb.kleene(&["container", "inspect", "v"]).json()["container_endpoints"][0]["epair"]
-        .as_str()
-        .expect("a started vnet container has a host end")
-        .to_string();
+    let host_end = host_end_of(&sb, "v");
     let pin = sb.dir.path().join("run/netns").join(&id);
     let mut holder = hold_namespace(&pin);
     let server = sb.serve();
     let (status, body) = server.request("POST", "/containers/v/stop", "");
     assert_eq!(status, 200, "{body}");
-    // At the answer: gone, or down and retired (the kernel passes no frame through it).
-    if let Some(link) = link_json(&sb, &host_end) {
-        let flags: Vec<&str> = link["flags"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
-        assert!(!flags.contains(&"UP"), "{host_end} is still up after stop answered: {link}");
-        assert_eq!(link["group"], DYING_GROUP, "{host_end} was not retired: {link}");
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while links(&sb).contains(&host_end) {
-        assert!(std::time::Instant::now() < deadline, "{host_end} outlived stop by 5 s: {}", links(&sb));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    assert_retired_or_gone(&sb, &host_end);
+    // (`links` waits up to 5 s for retired links to be deleted, and fails if they are not.)
+    assert!(!links(&sb).contains(&host_end), "{host_end} outlived stop");
     // The same container starts again at once, with a whole pair on the bridge.
     let (status, body) = server.request("POST", "/containers/v/start", "");
     assert_eq!(status, 200, "{body}");
-    let link = link_json(&sb, &host_end).expect("the restarted container's host end");
-    assert_eq!((link["master"].as_str(), link["operstate"].as_str()), (Some("kleene0"), Some("UP")), "{link}");
+    assert_whole_on_the_bridge(&sb, &host_end);
     holder.kill().unwrap();
     holder.wait().unwrap();
 }
@@ -178,19 +185,11 @@ fn cli_stop_retires_the_pair_and_a_detached_process_deletes_it() {
     let sb = Sandbox::new("hd-clireap");
     bridge(&sb, "br", "10.88.0.0/24");
     create_started(&sb, &["-l", "vnet", "-n", "br", "v"]);
-    let host_end = sb.kleene(&["container", "inspect", "v"]).json()["container_endpoints"][0]["epair"]
-        .as_str()
-        .expect("a started vnet container has a host end")
-        .to_string();
+    let host_end = host_end_of(&sb, "v");
     sb.kleene(&["container", "stop", "v"]).ok();
-    if let Some(link) = link_json(&sb, &host_end) {
-        let flags: Vec<&str> = link["flags"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
-        assert!(!flags.contains(&"UP"), "{host_end} is still up after stop returned: {link}");
-        assert_eq!(link["group"], DYING_GROUP, "{host_end} was not retired: {link}");
-    }
+    assert_retired_or_gone(&sb, &host_end);
     sb.kleene(&["container", "start", "v"]).ok();
-    let link = link_json(&sb, &host_end).expect("the restarted container's host end");
-    assert_eq!((link["master"].as_str(), link["operstate"].as_str()), (Some("kleene0"), Some("UP")), "{link}");
+    assert_whole_on_the_bridge(&sb, &host_end);
     assert!(
         sb.kleene(&["container", "exec", "v", "--", "ping", "-c1", "-W2", "10.88.0.1"]).code == 0,
         "no path after the restart"

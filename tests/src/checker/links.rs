@@ -4,6 +4,7 @@
 use super::kernel::{self, Link};
 use super::state::{Cidr, Container, Endpoint, Network};
 use super::{Scene, Stack};
+use crate::DYING_GROUP;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -114,9 +115,6 @@ pub fn check_host(scene: &Scene, out: &mut Vec<String>) {
         ));
     }
 }
-
-/// The interface group of host links kleene has retired and is about to delete.
-const DYING_GROUP: &str = "1263291972";
 
 fn is_retired(link: &Link) -> bool {
     link.group.as_deref() == Some(DYING_GROUP) && !link.up
