@@ -50,7 +50,8 @@ pub fn join(plan: &mut Plan, sandbox: &str, a: &Attachment, host: String, peer: 
     plan.push(Op::CreatePair { host: host.clone(), peer: peer.clone(), sandbox: sandbox.to_string() });
     pair_mtu(plan, a, &host, &peer, in_sandbox.clone());
     bridge_port_without_link_local(plan, &host);
-    if a.endpoint.ip_address6.is_none() {
+    // The same test as the address step below: an IPv6 address and its network's prefix.
+    if a.endpoint.ip_address6.is_none() || a.network.subnet6.is_none() {
         // Docker's way too: no IPv6 on a container's interface without an IPv6 address.
         plan.push_with_undo(Op::NoIpv6LinkLocal { name: peer.clone(), sandbox: in_sandbox.clone() }, vec![]);
     }

@@ -51,12 +51,16 @@ pub fn adopt(source: &Path, path: &Path) -> io::Result<()> {
 /// Pins the namespace open at `ns` at `path` (the namespace that fd names, not whatever a
 /// path names by now).
 pub fn pin_fd(ns: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
-    let source = format!("/proc/self/fd/{}", ns.as_raw_fd());
-    pin_with(path, || bind(Path::new(&source), path))
+    pin_with(path, || bind_fd(ns, path))
+}
+
+fn bind_fd(ns: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+    bind(Path::new(&format!("/proc/self/fd/{}", ns.as_raw_fd())), target)
 }
 
 /// Moves the calling thread into a new network namespace, pinned by nothing but the fd
-/// returned (and the thread, until it leaves).
+/// returned (and the thread, until it leaves). `/proc/thread-self`, not `self`: only this
+/// thread switched namespace.
 pub fn unshare_unpinned() -> io::Result<OwnedFd> {
     cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
     open(Path::new("/proc/thread-self/ns/net"))
@@ -160,9 +164,7 @@ fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
 }
 
 fn pin_new_netns(target: &Path) -> io::Result<()> {
-    cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
-    // thread-self, not self: only this thread switched namespace.
-    bind(Path::new("/proc/thread-self/ns/net"), target)
+    bind_fd(unshare_unpinned()?.as_fd(), target)
 }
 
 fn bind(source: &Path, target: &Path) -> io::Result<()> {
